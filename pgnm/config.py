@@ -1,0 +1,314 @@
+"""The one typed configuration tree of pgnm.
+
+Every entry point builds a :class:`Config` the same way: embedded defaults, then a YAML file,
+then dotted ``key=value`` overrides from the command line (``optim.lr=0.05 mask.grid=32``).
+Validation is strict: an unknown key or a value of the wrong type fails with a
+:class:`ConfigError` that names the key and, where there is one, the file. The validated object
+is what the trainer reads and what is logged to MLflow (``flatten``).
+
+The defaults are the official code's recipe (method.md §4); where pgnm departs from it the
+field's comment says so and names the setting that restores the official behaviour.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the offending key (and file) in the message."""
+
+
+class _Section(BaseModel):
+    # strict: no silent "1" -> 1 or true -> 1 coercion; frozen: one object flows everywhere.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
+
+
+class ModelConfig(_Section):
+    arch: str = "resnet18"  # any timm architecture name
+    num_classes: int = Field(165, ge=1)
+    drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    channels_last: bool = False
+
+
+class PolicyConfig(_Section):
+    enabled: bool = True  # false trains the classifier alone: the baseline
+    trunk: str = "resnet10t"
+    hidden_dim: int = Field(512, ge=1)
+    # Beta logits are mixing_decay * running state + (1 - mixing_decay) * head output.
+    mixing_decay: float = Field(0.9, ge=0.0, le=1.0)
+    # The running state is an EMA (this momentum) of the detached batch-mean head output.
+    state_momentum: float = Field(0.99, ge=0.0, le=1.0)
+    # Light policy (departure, off by default): the policy sees the image resized to this many
+    # pixels per side instead of the full crop. null = full resolution, as the official code.
+    input_size: int | None = Field(None, ge=16)
+    # Numerical guards (departure): clamp Beta logits to [-c, c] and samples to [eps, 1 - eps]
+    # so log-probs stay finite. null / 0.0 reproduce the official unguarded sampler.
+    logit_clamp: float | None = Field(8.0, gt=0.0)
+    sample_eps: float = Field(1e-6, ge=0.0, lt=0.5)
+    check_finite: bool = True  # raise, naming the step, on a non-finite logit or log-prob
+
+
+class MaskConfig(_Section):
+    grid: int = Field(64, ge=1)  # G: one Beta sample per cell of a G x G grid
+    kernel_size: int = Field(13, ge=1)
+    sigma: float = Field(6.0, gt=0.0)
+    kernel: Literal["reference", "fused", "triton", "auto"] = "reference"
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd(cls, size: int) -> int:
+        if size % 2 == 0:
+            raise ValueError("must be odd (the blur is centred on each pixel)")
+        return size
+
+
+class ObjectiveConfig(_Section):
+    # paper: the official loss CE_mean * mean_b logsumexp_c log p. reinforce: textbook REINFORCE.
+    name: Literal["paper", "reinforce"] = "paper"
+    # The official code computes log(sum(exp(log p))), which overflows to inf for sharp Betas;
+    # true uses logsumexp (same value wherever the official one is finite).
+    stable_logsumexp: bool = True
+    baseline_momentum: float = Field(0.9, ge=0.0, lt=1.0)  # reinforce: moving-average baseline
+    policy_weight: float = Field(1.0, ge=0.0)  # reinforce: weight of the policy-gradient term
+
+
+class OptimConfig(_Section):
+    lr: float = Field(0.1, gt=0.0)  # classifier learning rate (global batch 256 in the paper)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    nesterov: bool = False
+    policy_lr_ratio: float = Field(0.1, gt=0.0)  # policy lr = lr * ratio (official: lr / 10)
+    grad_clip: float | None = Field(None, gt=0.0)
+    grad_accum_steps: int = Field(1, ge=1)
+
+
+class ScheduleConfig(_Section):
+    epochs: int = Field(90, ge=1)
+    classifier: Literal["step", "cosine", "constant"] = "step"
+    policy: Literal["step", "cosine", "constant"] = "cosine"
+    step_size: int = Field(30, ge=1)
+    gamma: float = Field(0.1, gt=0.0)
+    min_lr: float = Field(0.0, ge=0.0)
+    warmup_epochs: int = Field(0, ge=0)
+    warmup_start_factor: float = Field(0.01, gt=0.0, le=1.0)
+
+
+class DataConfig(_Section):
+    source: Literal["synthetic", "shards"] = "synthetic"
+    root: str | None = None  # shard directory (written by data_tools) when source = shards
+    loader: Literal["dali", "webdataset"] = "dali"
+    batch_size: int = Field(32, ge=1)  # per rank
+    image_size: int = Field(224, ge=8)  # training crop; also the mask's output size
+    eval_resize: int = Field(256, ge=8)
+    mean: float = 0.3162  # RadImageNet grey-level statistics, replicated over 3 channels
+    std: float = Field(0.3213, gt=0.0)
+    num_workers: int = Field(2, ge=0)
+    synthetic_images: int = Field(2048, ge=1)
+
+
+class EngineConfig(_Section):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    zero_stage: int = Field(0, ge=0, le=2)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    deepspeed_config: str | None = None  # a JSON file whose entries override the generated ones
+    resume: str = "auto"  # auto | never | path to a checkpoint directory
+    checkpoint_every: int = Field(0, ge=0)  # steps between mid-epoch checkpoints; 0 = per epoch
+
+
+class TrackingConfig(_Section):
+    enabled: bool = True
+    uri: str | None = None  # null = sqlite store under run_dir (or $MLFLOW_TRACKING_URI)
+    experiment: str = "pgnm"
+    registered_model: str | None = None  # null = pgnm-heated-<arch>
+    alias: str = "latest"
+    log_every: int = Field(50, ge=1)
+
+
+class TuneConfig(_Section):
+    num_samples: int = Field(4, ge=1)
+    scheduler: Literal["asha", "fifo"] = "asha"
+    metric: str = "finetune/val_macro_f1"
+    mode: Literal["min", "max"] = "max"
+    max_concurrent: int = Field(2, ge=1)
+    address: str | None = None  # null = start a local Ray; "auto" joins a running cluster
+    search_space: dict[str, Any] = Field(default_factory=dict)  # dotted key -> Tune domain spec
+
+
+class Config(_Section):
+    name: str = "pgnm"
+    seed: int = 0
+    run_dir: str = "runs"
+    model: ModelConfig = ModelConfig()
+    policy: PolicyConfig = PolicyConfig()
+    mask: MaskConfig = MaskConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    data: DataConfig = DataConfig()
+    engine: EngineConfig = EngineConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    tune: TuneConfig = TuneConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        pad = self.mask.kernel_size // 2
+        if pad >= self.data.image_size:  # reflect padding needs pad < image side
+            raise ValueError(
+                f"mask.kernel_size={self.mask.kernel_size} needs data.image_size > {pad}"
+            )
+        return self
+
+
+# ----------------------------------------------------------------------------- YAML
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-4`` as a float (YAML 1.1 would make it a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[0-9][0-9_]*[eE][-+]?[0-9]+
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value, typed as YAML would type it (``0.1``, ``true``, ``null``, ``[1, 2]``)."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return text
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.load(path.read_text(), Loader=_Loader)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"override {key!r}: empty component in the key")
+    node = tree
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: depth + 1])
+            raise ConfigError(f"override {key!r}: {prefix} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _validate(tree: Mapping[str, Any], source: str) -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as err:
+        lines = []
+        for problem in err.errors():
+            key = ".".join(str(part) for part in problem["loc"]) or "<root>"
+            shown = "" if problem["type"] == "missing" else f" (got {problem['input']!r})"
+            lines.append(f"  {key}: {problem['msg']}{shown}")
+        raise ConfigError(f"invalid configuration from {source}:\n" + "\n".join(lines)) from None
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["optim.lr=0.05", "mask.grid=32"]`` -> ``{"optim.lr": 0.05, "mask.grid": 32}``."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        parsed[key.strip()] = parse_value(text)
+    return parsed
+
+
+def with_overrides(config: Config, overrides: Mapping[str, Any], source: str = "overrides") -> Config:
+    """A new config: ``config`` with dotted-key ``overrides`` applied and validated again."""
+    tree = config.model_dump()
+    for key, value in overrides.items():
+        _set_dotted(tree, key, value)
+    return _validate(tree, source)
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        tree = _read_yaml(Path(path))
+        source = str(path)
+    for key, value in parse_overrides(overrides).items():
+        _set_dotted(tree, key, value)
+    if overrides:
+        source += " + command-line overrides"
+    return _validate(tree, source)
+
+
+def flatten(config: BaseModel, prefix: str = "") -> dict[str, Any]:
+    """Dotted-key view of the config, e.g. for MLflow params: ``{"optim.lr": 0.1, ...}``."""
+    flat: dict[str, Any] = {}
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        key = f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            flat.update(flatten(value, key + "."))
+        else:
+            flat[key] = value
+    return flat
+
+
+def dump_config(config: Config) -> str:
+    """YAML text that :func:`load_config` reads back to an equal config."""
+    return yaml.safe_dump(config.model_dump(), sort_keys=False)
+
+
+def config_from_argv(argv: Sequence[str] | None = None, description: str = "") -> Config:
+    """The command line every entry point shares.
+
+    ``[--config FILE] [key=value ...]``; ``--local_rank`` (passed by the deepspeed launcher) is
+    accepted and ignored, since ranks are read from the environment; ``--print-config`` prints
+    the resolved YAML and exits.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", type=Path, help="YAML file; keys not given keep defaults")
+    parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--print-config", action="store_true", help="print the config and exit")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. optim.lr=0.05")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    if args.print_config:
+        print(dump_config(config), end="")
+        parser.exit(0)
+    return config

@@ -1,0 +1,1 @@
+"""Data: synthetic RadImageNet-like images, WebDataset shards and the DALI/webdataset loaders."""

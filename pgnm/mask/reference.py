@@ -1,0 +1,71 @@
+"""The reference mask op: the official four-step chain, kept simple and obviously correct.
+
+    grid values (B, G*G) -> reshape (B, 1, G, G) -> nearest upsample to (S, S)
+        -> Gaussian blur (kernel k, sigma, reflect padding) -> multiply into the image
+
+It mirrors ``F.interpolate`` (default nearest mode) and
+``torchvision.transforms.functional.gaussian_blur`` as the official code calls them. Note what
+that blur is: a k = 13 kernel with sigma = 6 is cut off at +-1 sigma and renormalised, so it is
+close to a 13-px box filter, not a wide Gaussian. The mask multiplies the *normalised* image,
+pulling pixels toward the dataset mean, not toward black.
+
+Every faster kernel in ``pgnm.mask`` is tested against this module.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def gaussian_kernel1d(kernel_size: int, sigma: float, dtype: torch.dtype = torch.float32,
+                      device: torch.device | str | None = None) -> Tensor:
+    """Weights at integer offsets -(k-1)/2 .. (k-1)/2, truncated there and summing to one."""
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    offsets = torch.arange(kernel_size, dtype=torch.float64) - (kernel_size - 1) / 2
+    weights = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return (weights / weights.sum()).to(dtype=dtype, device=device)
+
+
+def gaussian_blur(images: Tensor, kernel_size: int, sigma: float) -> Tensor:
+    """Depthwise 2-D blur of (B, C, H, W) with reflect padding, as torchvision does it."""
+    pad = kernel_size // 2
+    if pad >= min(images.shape[-2:]):
+        raise ValueError(
+            f"kernel_size {kernel_size} needs images larger than {pad} px for reflect padding, "
+            f"got {tuple(images.shape[-2:])}"
+        )
+    k1 = gaussian_kernel1d(kernel_size, sigma, images.dtype, images.device)
+    channels = images.shape[1]
+    kernel = torch.outer(k1, k1).expand(channels, 1, kernel_size, kernel_size)
+    padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
+    return F.conv2d(padded, kernel, groups=channels)
+
+
+def upsample_grid(values: Tensor, size: int) -> Tensor:
+    """(B, G*G) cell values -> (B, 1, size, size), nearest neighbour (cells of 3 and 4 px at 64->224)."""
+    batch, cells = values.shape
+    grid = int(round(cells**0.5))
+    if grid * grid != cells:
+        raise ValueError(f"expected G*G cell values per image, got {cells}")
+    grid_image = values.reshape(batch, 1, grid, grid)
+    if grid == size:
+        return grid_image
+    return F.interpolate(grid_image, size=(size, size), mode="nearest")
+
+
+def build_mask(values: Tensor, size: int, kernel_size: int = 13, sigma: float = 6.0) -> Tensor:
+    """(B, G*G) cell values in (0, 1) -> smooth (B, 1, size, size) mask."""
+    return gaussian_blur(upsample_grid(values, size), kernel_size, sigma)
+
+
+def apply_mask(images: Tensor, values: Tensor, kernel_size: int = 13, sigma: float = 6.0) -> Tensor:
+    """Multiply each (C, S, S) image by the mask its cell values describe, broadcast over C."""
+    if images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"expected square images, got {tuple(images.shape[-2:])}")
+    mask = build_mask(values.to(images.dtype), images.shape[-1], kernel_size, sigma)
+    return images * mask

@@ -1,0 +1,88 @@
+"""Classifiers: any timm architecture, built from scratch, and weight transfer between them.
+
+Fine-tuning starts from a heated model, a timm checkpoint or nothing (the baseline). When the
+source was trained for a different number of classes, its head cannot be loaded: it is left
+freshly initialised and everything else is loaded strictly, so a wrong architecture still fails
+loudly instead of silently training from half-random weights.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+
+import timm
+import torch
+from torch import Tensor, nn
+
+from pgnm.config import ModelConfig
+
+# Wrappers that prefix parameter names: torch.compile, DDP/DataParallel, DeepSpeed's module.
+_WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+
+
+class UnknownArchitectureError(ValueError):
+    pass
+
+
+def create_classifier(config: ModelConfig) -> nn.Module:
+    """A randomly initialised timm classifier with ``config.num_classes`` outputs."""
+    if not timm.is_model(config.arch):
+        close = difflib.get_close_matches(config.arch, timm.list_models(), n=5)
+        raise UnknownArchitectureError(
+            f"model.arch={config.arch!r} is not a timm architecture"
+            + (f"; similar names: {', '.join(close)}" if close else "")
+        )
+    model = timm.create_model(
+        config.arch, pretrained=False, num_classes=config.num_classes, drop_rate=config.drop_rate
+    )
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def strip_wrapper_prefixes(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Parameter names as the bare timm model has them."""
+    cleaned = {}
+    for key, value in state_dict.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix):], True
+        cleaned[key] = value
+    return cleaned
+
+
+def head_parameter_names(model: nn.Module) -> set[str]:
+    """State-dict keys of the classification head (e.g. ``fc.weight``, ``fc.bias``)."""
+    head = model.pretrained_cfg.get("classifier", "fc") if hasattr(model, "pretrained_cfg") else "fc"
+    return {key for key in model.state_dict() if key.startswith(head + ".")}
+
+
+def load_backbone(model: nn.Module, state_dict: Mapping[str, Tensor], source: str = "checkpoint") -> bool:
+    """Load ``state_dict`` into ``model``; returns True if the head was left re-initialised.
+
+    The head is skipped only when its shapes differ (another class count). Any other missing,
+    unexpected or mis-shaped key raises, naming ``source`` and the keys.
+    """
+    weights = strip_wrapper_prefixes(state_dict)
+    own = model.state_dict()
+    head_keys = head_parameter_names(model)
+    head_differs = any(k in weights and weights[k].shape != own[k].shape for k in head_keys)
+    if head_differs:
+        weights = {k: v for k, v in weights.items() if k not in head_keys}
+    missing = sorted(set(own) - set(weights) - (head_keys if head_differs else set()))
+    unexpected = sorted(set(weights) - set(own))
+    mismatched = sorted(k for k in set(weights) & set(own) if weights[k].shape != own[k].shape)
+    if missing or unexpected or mismatched:
+        details = "; ".join(
+            f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                ("shape mismatch", mismatched))
+            if keys
+        )
+        raise ValueError(f"{source} does not fit {type(model).__name__}: {details}")
+    model.load_state_dict(weights, strict=not head_differs)
+    return head_differs
