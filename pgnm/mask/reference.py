@@ -19,8 +19,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def gaussian_kernel1d(kernel_size: int, sigma: float, dtype: torch.dtype = torch.float32,
-                      device: torch.device | str | None = None) -> Tensor:
+def gaussian_kernel1d(
+    kernel_size: int,
+    sigma: float,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """Weights at integer offsets -(k-1)/2 .. (k-1)/2, truncated there and summing to one."""
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
@@ -47,7 +51,7 @@ def gaussian_blur(images: Tensor, kernel_size: int, sigma: float) -> Tensor:
 
 
 def upsample_grid(values: Tensor, size: int) -> Tensor:
-    """(B, G*G) cell values -> (B, 1, size, size), nearest neighbour (cells of 3 and 4 px at 64->224)."""
+    """(B, G*G) cell values -> (B, 1, size, size), nearest (64 -> 224: cells of 3 and 4 px)."""
     batch, cells = values.shape
     grid = int(round(cells**0.5))
     if grid * grid != cells:

@@ -30,11 +30,21 @@ def build_policy(config: Config) -> Policy:
 
 
 def build_sampler(config: PolicyConfig) -> BetaSampler:
-    return BetaSampler(config.logit_clamp, config.sample_eps, config.check_finite)
+    return BetaSampler(
+        config.logit_clamp, config.sample_eps, config.check_finite, method=config.sampler
+    )
 
 
 __all__ = [
-    "BetaLogits", "BetaSampler", "MaskSample", "NonFiniteError", "ObjectiveOutput",
-    "PaperObjective", "Policy", "ReinforceObjective", "build_objective", "build_policy",
+    "BetaLogits",
+    "BetaSampler",
+    "MaskSample",
+    "NonFiniteError",
+    "ObjectiveOutput",
+    "PaperObjective",
+    "Policy",
+    "ReinforceObjective",
+    "build_objective",
+    "build_policy",
     "build_sampler",
 ]

@@ -68,8 +68,11 @@ class Policy(nn.Module):
             # Light policy: the grid it predicts is coarse (64 cells per side by default), so a
             # 64-112 px view carries most of what it needs at a fraction of the trunk's cost.
             images = F.interpolate(
-                images, size=(self.input_size, self.input_size), mode="bilinear",
-                align_corners=False, antialias=True,
+                images,
+                size=(self.input_size, self.input_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
             )
         features = self.trunk(images)
         head_alpha = self.alpha_head(features)  # each head runs once per step (the official

@@ -90,7 +90,9 @@ def test_reinforce_uses_then_updates_the_moving_baseline(inputs):
     objective(logits, targets, log_prob).loss.backward()
     ce, _, _ = by_hand(*inputs)
     torch.testing.assert_close(log_prob.grad, ((ce - 2.0) / B)[:, None].expand(B, C))
-    torch.testing.assert_close(objective.baseline.double(), 0.9 * 2.0 + 0.1 * ce.mean(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        objective.baseline.double(), 0.9 * 2.0 + 0.1 * ce.mean(), atol=1e-6, rtol=0
+    )
 
 
 def test_reinforce_baseline_frozen_in_eval_and_checkpointed(inputs):

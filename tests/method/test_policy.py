@@ -19,7 +19,15 @@ def test_outputs_one_logit_pair_per_cell(policy):
 
 def test_heads_match_the_official_architecture(policy):
     layers = [type(m) for m in policy.alpha_head]
-    assert layers == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
+    assert layers == [
+        nn.Linear,
+        nn.BatchNorm1d,
+        nn.ReLU,
+        nn.Linear,
+        nn.BatchNorm1d,
+        nn.ReLU,
+        nn.Linear,
+    ]
     assert policy.alpha_head[0].in_features == policy.trunk.num_features == 512
     assert policy.alpha_head[-1].out_features == 16
     assert policy.alpha_head is not policy.beta_head
@@ -51,8 +59,12 @@ def test_mixing_and_ema_update(policy):
     head_a, head_b = _heads(policy, images)  # train-mode BN: same batch statistics, same output
     torch.testing.assert_close(logits.alpha, 0.9 * base_a + 0.1 * head_a)
     torch.testing.assert_close(logits.beta, 0.9 * base_b + 0.1 * head_b)
-    torch.testing.assert_close(policy.base_alpha, 0.99 * base_a + 0.01 * head_a.mean(0, keepdim=True))
-    torch.testing.assert_close(policy.base_beta, 0.99 * base_b + 0.01 * head_b.mean(0, keepdim=True))
+    torch.testing.assert_close(
+        policy.base_alpha, 0.99 * base_a + 0.01 * head_a.mean(0, keepdim=True)
+    )
+    torch.testing.assert_close(
+        policy.base_beta, 0.99 * base_b + 0.01 * head_b.mean(0, keepdim=True)
+    )
 
 
 def test_eval_mode_leaves_the_running_state_alone(policy):
@@ -65,7 +77,9 @@ def test_eval_mode_leaves_the_running_state_alone(policy):
 
 def test_each_head_runs_once_per_step(policy):
     calls = {"alpha": 0, "beta": 0}
-    policy.alpha_head.register_forward_hook(lambda *_: calls.__setitem__("alpha", calls["alpha"] + 1))
+    policy.alpha_head.register_forward_hook(
+        lambda *_: calls.__setitem__("alpha", calls["alpha"] + 1)
+    )
     policy.beta_head.register_forward_hook(lambda *_: calls.__setitem__("beta", calls["beta"] + 1))
     policy(torch.randn(2, 3, 32, 32))
     assert calls == {"alpha": 1, "beta": 1}

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from scipy import stats
 from torch.distributions import Beta
 
+from pgnm.config import ConfigError, load_config
 from pgnm.method import BetaLogits, BetaSampler, NonFiniteError
+from pgnm.method.sampler import beta_log_prob, sample_beta
 
 
 def logits(batch=4, cells=64, scale=1.0, requires_grad=True):
@@ -74,3 +79,136 @@ def test_seeded_sampling_is_deterministic():
     torch.manual_seed(123)
     second = BetaSampler()(lg).values
     assert torch.equal(first, second)
+
+
+# ----------------------------------------------------------------------------- fast sampler
+
+# (alpha, beta) concentrations: both below 1 (U-shaped), mixed, both above 1, and sharp up
+# to the clamp's exp(8) = 2981. Extremes float32 cannot resolve are tested on their tails.
+CONCENTRATIONS = [
+    (0.5, 0.5),
+    (0.3, 2.0),
+    (2.0, 5.0),
+    (5.0, 0.7),
+    (1.0, 1.0),
+    (40.0, 15.0),
+    (2980.0, 3.0),
+    (2980.0, 2980.0),
+]
+
+
+def _draws(a: float, b: float, n: int, seed: int) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return sample_beta(torch.full((n,), a), torch.full((n,), b))
+
+
+@pytest.mark.parametrize(("a", "b"), CONCENTRATIONS)
+def test_fast_draws_pass_a_ks_test_against_scipy(a, b):
+    values = _draws(a, b, 40_000, seed=1).double().numpy()
+    result = stats.kstest(values, stats.beta(a, b).cdf)
+    assert result.pvalue > 1e-3, result
+
+
+@pytest.mark.parametrize(("a", "b"), CONCENTRATIONS)
+def test_fast_draws_have_the_beta_moments(a, b):
+    n = 200_000
+    values = _draws(a, b, n, seed=2).double()
+    mean, var = stats.beta.stats(a, b, moments="mv")
+    # 5 standard errors; the variance's standard error from the fourth central moment.
+    assert abs(values.mean().item() - mean) < 5 * (var / n) ** 0.5
+    m4 = stats.beta(a, b).expect(lambda x: (x - mean) ** 4)
+    assert abs(values.var().item() - var) < 5 * ((m4 - var**2) / n) ** 0.5
+
+
+def test_fast_and_torch_draws_are_the_same_distribution():
+    alpha = torch.exp(torch.randn(64))  # a mix of concentrations, the same for both samplers
+    beta = torch.exp(torch.randn(64))
+    torch.manual_seed(3)
+    ours = torch.stack([sample_beta(alpha, beta) for _ in range(300)])
+    theirs = torch.stack([Beta(alpha, beta).sample() for _ in range(300)])
+    # Probability-integral transform: under the right distribution both are U(0, 1).
+    cdf = stats.beta(alpha.double().numpy(), beta.double().numpy()).cdf
+    pit_ours = cdf(ours.double().numpy()).ravel()
+    pit_theirs = cdf(theirs.double().numpy()).ravel()
+    assert stats.ks_2samp(pit_ours, pit_theirs).pvalue > 1e-3
+    assert stats.kstest(pit_ours, "uniform").pvalue > 1e-3
+
+
+def _assert_fraction(observed: float, expected: float, n: int) -> None:
+    assert abs(observed - expected) < 5 * (expected * (1 - expected) / n) ** 0.5 + 1e-4
+
+
+def test_tiny_concentrations_keep_the_right_tail_mass():
+    # Beta(a, 1) has P(X <= x) = x**a. At a = exp(-8) almost every draw underflows float32;
+    # in log space the fraction below each threshold is still right.
+    a, n = math.exp(-8.0), 100_000
+    values = _draws(a, 1.0, n, seed=4).double()
+    for threshold in (1e-30, 1e-10, 1e-3):
+        _assert_fraction((values <= threshold).double().mean().item(), threshold**a, n)
+    assert (values > 0).all() and (values < 1).all()
+
+
+def test_mass_beyond_float32_resolution_lands_on_the_clamp():
+    # Beta(2980, 0.05) puts 2/3 of its mass within 1e-7 of 1, where float32 has one value
+    # below 1: draws that round to it or to 1 sit on 1 - 2**-24 (torch's sampler does the
+    # same), the rest is resolved.
+    n = 100_000
+    values = _draws(2980.0, 0.05, n, seed=6).double()
+    top = 1.0 - 2.0**-24
+    expected = stats.beta(2980.0, 0.05).sf(1.0 - 1.5 * 2.0**-24)  # rounding midpoint
+    _assert_fraction((values == top).double().mean().item(), expected, n)
+    assert values.max().item() == top
+
+
+def test_fast_log_prob_agrees_with_torch_and_its_gradient():
+    alpha = torch.exp(3 * torch.randn(500)).requires_grad_()
+    beta = torch.exp(3 * torch.randn(500)).requires_grad_()
+    values = torch.rand(500).clamp(1e-6, 1 - 1e-6)
+    ours = beta_log_prob(alpha, beta, values)
+    theirs = Beta(alpha, beta).log_prob(values)
+    torch.testing.assert_close(ours, theirs)
+    (g_ours,) = torch.autograd.grad(ours.sum(), alpha)
+    (g_theirs,) = torch.autograd.grad(theirs.sum(), alpha)
+    torch.testing.assert_close(g_ours, g_theirs)
+
+
+def test_torch_method_reproduces_torch_distributions_beta():
+    lg = logits(requires_grad=False)
+    torch.manual_seed(5)
+    ours = BetaSampler(method="torch", sample_eps=0.0)(lg).values
+    torch.manual_seed(5)
+    theirs = Beta(lg.alpha.exp(), lg.beta.exp()).sample()
+    assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("method", ["torch", "gamma"])
+def test_both_methods_guard_and_sample_in_range(method):
+    sample = BetaSampler(method=method)(logits(scale=30.0), step=1)
+    assert torch.isfinite(sample.log_prob).all()
+    assert sample.values.min() >= 1e-6 and sample.values.max() <= 1 - 1e-6
+
+
+def test_non_finite_concentrations_come_out_nan_without_hanging():
+    alpha = torch.tensor([float("inf"), float("nan"), 2.0])
+    values = sample_beta(alpha, torch.ones(3))
+    assert values[:2].isnan().all() and 0 < values[2] < 1
+
+
+def test_unknown_method_names_the_setting():
+    with pytest.raises(ValueError, match="policy.sampler='beta'"):
+        BetaSampler(method="beta")
+
+
+def test_config_exposes_the_sampler_choice():
+    assert load_config().policy.sampler == "gamma"
+    assert load_config(overrides=["policy.sampler=torch"]).policy.sampler == "torch"
+    with pytest.raises(ConfigError, match="policy.sampler"):
+        load_config(overrides=["policy.sampler=numpy"])
+
+
+def test_build_sampler_follows_the_config():
+    from pgnm.config import PolicyConfig
+    from pgnm.method import build_sampler
+
+    assert build_sampler(PolicyConfig(sampler="torch")).method == "torch"
+    assert build_sampler(PolicyConfig()).method == "gamma"

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m benchmarks.<name> --json PATH``; each writes its numbers as JSON."""

@@ -1,0 +1,211 @@
+"""The noise-mask stage, side by side in one run, on the same batch and the same cell values.
+
+    python -m benchmarks.mask --json PATH [--batch 32 --grid 64 --size 224] [--threads N]
+
+Measured (median of ``--repeats`` runs after ``--warmup`` runs, each op on the same tensors):
+
+* ``reference``: the official chain -- ``torch.distributions.Beta`` sample, then nearest
+  upsample, 13x13 reflect-padded blur and multiply (``pgnm.mask.reference``);
+* ``reference_mask``: that chain without the sampling;
+* ``fused``: the exact fast path, mask built from the grid and multiplied in (build + apply);
+* ``sample``: Beta draws alone, the fast log-space sampler (``sample_ms``) and torch's
+  (``torch_sample_ms``);
+* ``full``: the whole masked-batch op as pgnm runs it on CPU -- fast sample + fused mask;
+* ``memcpy``: one copy of the image batch into a preallocated tensor, the floor.
+
+Also: the largest |fused - reference| on the batch, the ratios the project tracks, and an
+*estimate* (not a measurement) of the Triton kernel's GPU floor: bytes it must move over the
+H100 SXM's 3.35 TB/s HBM bandwidth. CPU timings on a shared 2-core machine are noisy; run it
+twice and compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import pgnm  # noqa: F401  (makes torchvision importable on CPU-only torch)
+from pgnm.mask import fused, reference
+from pgnm.method.sampler import sample_beta
+
+H100_SXM_HBM_BYTES_PER_S = 3.35e12  # spec sheet peak; real copies reach ~80-90% of it
+
+
+def _median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def _gpu_estimate(batch: int, channels: int, size: int, grid: int) -> dict[str, Any]:
+    """Bytes the one-pass kernel must move (image in, image out, cell values) / HBM peak."""
+    pixels = batch * channels * size * size
+    side = batch * grid * grid * 4 + size * grid * 4 + 2 * size * 4  # values, A, row extents
+    estimate: dict[str, Any] = {
+        "what": "estimate, not a measurement: bytes moved / peak HBM bandwidth",
+        "device": "H100 SXM",
+        "hbm_bytes_per_s": H100_SXM_HBM_BYTES_PER_S,
+    }
+    for name, itemsize in (("fp32", 4), ("bf16", 2)):
+        moved = 2 * pixels * itemsize + side
+        estimate[f"{name}_bytes"] = moved
+        estimate[f"{name}_us"] = round(1e6 * moved / H100_SXM_HBM_BYTES_PER_S, 2)
+    return estimate
+
+
+def run(
+    batch: int,
+    grid: int,
+    size: int,
+    channels: int,
+    kernel_size: int,
+    sigma: float,
+    repeats: int,
+    warmup: int,
+    seed: int,
+) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    images = torch.randn(batch, channels, size, size)
+    # Beta(2, 5) per cell, as in the reference measurements (stack.md section 7).
+    alpha = torch.full((batch, grid * grid), 2.0)
+    beta = torch.full((batch, grid * grid), 5.0)
+    values = torch.distributions.Beta(alpha, beta).sample()
+    copy = torch.empty_like(images)
+
+    def reference_chain() -> torch.Tensor:
+        drawn = torch.distributions.Beta(alpha, beta).sample()
+        return reference.apply_mask(images, drawn, kernel_size, sigma)
+
+    def full() -> torch.Tensor:
+        return fused.apply_mask(images, sample_beta(alpha, beta), kernel_size, sigma)
+
+    with torch.inference_mode():
+        error = (
+            (
+                fused.apply_mask(images, values, kernel_size, sigma)
+                - reference.apply_mask(images, values, kernel_size, sigma)
+            )
+            .abs()
+            .max()
+            .item()
+        )
+        timings = {
+            "memcpy_ms": _median_ms(lambda: copy.copy_(images), repeats, warmup),
+            "fused_ms": _median_ms(
+                lambda: fused.apply_mask(images, values, kernel_size, sigma), repeats, warmup
+            ),
+            "sample_ms": _median_ms(lambda: sample_beta(alpha, beta), repeats, warmup),
+            "torch_sample_ms": _median_ms(
+                lambda: torch.distributions.Beta(alpha, beta).sample(), repeats, warmup
+            ),
+            "full_ms": _median_ms(full, repeats, warmup),
+            "reference_mask_ms": _median_ms(
+                lambda: reference.apply_mask(images, values, kernel_size, sigma), repeats, warmup
+            ),
+            "reference_ms": _median_ms(reference_chain, repeats, warmup),
+        }
+    result: dict[str, Any] = {key: round(value, 3) for key, value in timings.items()}
+    result["max_abs_err"] = error
+    result["ratios"] = {
+        "reference_over_full": round(timings["reference_ms"] / timings["full_ms"], 2),
+        "reference_mask_over_fused": round(timings["reference_mask_ms"] / timings["fused_ms"], 2),
+        "fused_over_memcpy": round(timings["fused_ms"] / timings["memcpy_ms"], 2),
+        "torch_sample_over_sample": round(timings["torch_sample_ms"] / timings["sample_ms"], 2),
+    }
+    result["goals"] = {
+        "full_at_least_8x_faster_than_reference": result["ratios"]["reference_over_full"] >= 8,
+        "fused_within_2x_memcpy": result["ratios"]["fused_over_memcpy"] <= 2,
+    }
+    result["gpu_roofline_estimate"] = _gpu_estimate(batch, channels, size, grid)
+    result["setup"] = {
+        "batch": batch,
+        "channels": channels,
+        "size": size,
+        "grid": grid,
+        "kernel_size": kernel_size,
+        "sigma": sigma,
+        "dtype": "float32",
+        "repeats": repeats,
+        "warmup": warmup,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor() or "unknown",
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.mask",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--json", type=Path, required=True, help="where to write the results")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--grid", type=int, default=64)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--channels", type=int, default=3)
+    parser.add_argument("--kernel-size", type=int, default=13)
+    parser.add_argument("--sigma", type=float, default=6.0)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as is)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for name in ("batch", "grid", "size", "channels", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    result = run(
+        args.batch,
+        args.grid,
+        args.size,
+        args.channels,
+        args.kernel_size,
+        args.sigma,
+        args.repeats,
+        max(args.warmup, 0),
+        args.seed,
+    )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    for key in (
+        "reference_ms",
+        "reference_mask_ms",
+        "fused_ms",
+        "torch_sample_ms",
+        "sample_ms",
+        "full_ms",
+        "memcpy_ms",
+    ):
+        print(f"{key:>20}  {result[key]:9.3f}")
+    print(f"{'max_abs_err':>20}  {result['max_abs_err']:.2e}")
+    for key, value in result["ratios"].items():
+        print(f"{key:>28}  {value}")
+    estimate = result["gpu_roofline_estimate"]
+    print(
+        f"GPU floor (estimate, H100 SXM 3.35 TB/s): fp32 {estimate['fp32_us']} us, "
+        f"bf16 {estimate['bf16_us']} us"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import pgnm.mask as mask
+from pgnm.config import load_config
+
+
+def _inputs():
+    return torch.randn(2, 3, 32, 32), torch.rand(2, 64)
+
+
+def test_auto_is_the_default_and_picks_fused_on_cpu():
+    images, values = _inputs()
+    assert load_config().mask.kernel == "auto"
+    assert mask.resolve_kernel("auto", images, values) == "fused"
+    assert torch.equal(mask.apply_mask(images, values), mask.fused.apply_mask(images, values))
+
+
+def test_every_kernel_agrees_with_the_reference():
+    images, values = _inputs()
+    expected = mask.apply_mask(images, values, 5, 2.0, kernel="reference")
+    for kernel in ("fused", "auto"):
+        ours = mask.apply_mask(images, values, 5, 2.0, kernel=kernel)
+        torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+
+
+def test_triton_on_cpu_without_the_interpreter_is_refused(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="mask.kernel='triton'"):
+        mask.apply_mask(*_inputs(), kernel="triton")
+
+
+def test_without_triton_installed(monkeypatch):
+    monkeypatch.setitem(sys.modules, "triton", None)  # makes `import triton` fail
+    assert not mask.triton_available()
+    assert mask.resolve_kernel("auto", torch.empty(1, 3, 8, 8)) == "fused"
+    with pytest.raises(ValueError, match="mask.kernel='triton' needs the triton package"):
+        mask.apply_mask(*_inputs(), kernel="triton")
+
+
+def test_the_package_works_where_triton_cannot_be_imported():
+    code = (
+        "import sys; sys.modules['triton'] = None\n"  # as if triton were not installed
+        "import torch, pgnm.mask as m\n"
+        "print(m.apply_mask(torch.rand(1, 3, 16, 16), torch.rand(1, 16), 3, 1.0).shape)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "torch.Size([1, 3, 16, 16])" in result.stdout
+
+
+def test_unknown_kernel_lists_the_choices():
+    with pytest.raises(ValueError, match="mask.kernel='cuda-magic' is not available.*'fused'"):
+        mask.apply_mask(*_inputs(), kernel="cuda-magic")
+
+
+def test_config_rejects_unknown_kernels():
+    with pytest.raises(ValueError, match="mask.kernel"):
+        load_config(overrides=["mask.kernel=cuda-magic"])
