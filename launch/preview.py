@@ -47,8 +47,12 @@ def main(argv: list[str] | None = None) -> dict:
     with tqdm(range(steps), desc="pgnm preview", unit="step", dynamic_ncols=True) as bar:
         for step in bar:
             images, labels = synthetic_batch(
-                config.data.batch_size, config.model.num_classes, config.data.image_size, data_rng,
-                config.data.mean, config.data.std,
+                config.data.batch_size,
+                config.model.num_classes,
+                config.data.image_size,
+                data_rng,
+                config.data.mean,
+                config.data.std,
             )
             out = model(images, labels, step=step)
             optimizer.zero_grad(set_to_none=True)
@@ -73,8 +77,12 @@ def main(argv: list[str] | None = None) -> dict:
         m = config.mask
         masks = build_mask(out.mask_values, config.data.image_size, m.kernel_size, m.sigma)
         gallery = save_mask_gallery(
-            images, masks, model.mask(images, out.mask_values), out_dir / "mask_gallery.png",
-            config.data.mean, config.data.std,
+            images,
+            masks,
+            model.mask(images, out.mask_values),
+            out_dir / "mask_gallery.png",
+            config.data.mean,
+            config.data.std,
             title=f"{config.objective.name} objective, G={m.grid}, step {steps - 1}",
         )
         summary["gallery"] = str(gallery)

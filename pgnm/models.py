@@ -50,18 +50,22 @@ def strip_wrapper_prefixes(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor
             changed = False
             for prefix in _WRAPPER_PREFIXES:
                 if key.startswith(prefix):
-                    key, changed = key[len(prefix):], True
+                    key, changed = key[len(prefix) :], True
         cleaned[key] = value
     return cleaned
 
 
 def head_parameter_names(model: nn.Module) -> set[str]:
     """State-dict keys of the classification head (e.g. ``fc.weight``, ``fc.bias``)."""
-    head = model.pretrained_cfg.get("classifier", "fc") if hasattr(model, "pretrained_cfg") else "fc"
+    head = (
+        model.pretrained_cfg.get("classifier", "fc") if hasattr(model, "pretrained_cfg") else "fc"
+    )
     return {key for key in model.state_dict() if key.startswith(head + ".")}
 
 
-def load_backbone(model: nn.Module, state_dict: Mapping[str, Tensor], source: str = "checkpoint") -> bool:
+def load_backbone(
+    model: nn.Module, state_dict: Mapping[str, Tensor], source: str = "checkpoint"
+) -> bool:
     """Load ``state_dict`` into ``model``; returns True if the head was left re-initialised.
 
     The head is skipped only when its shapes differ (another class count). Any other missing,
@@ -79,8 +83,11 @@ def load_backbone(model: nn.Module, state_dict: Mapping[str, Tensor], source: st
     if missing or unexpected or mismatched:
         details = "; ".join(
             f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                ("shape mismatch", mismatched))
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape mismatch", mismatched),
+            )
             if keys
         )
         raise ValueError(f"{source} does not fit {type(model).__name__}: {details}")

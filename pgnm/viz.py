@@ -13,8 +13,14 @@ from torch import Tensor  # noqa: E402
 
 
 def save_mask_gallery(
-    images: Tensor, masks: Tensor, masked: Tensor, path: str | Path,
-    mean: float = 0.3162, std: float = 0.3213, title: str = "", max_images: int = 6,
+    images: Tensor,
+    masks: Tensor,
+    masked: Tensor,
+    path: str | Path,
+    mean: float = 0.3162,
+    std: float = 0.3213,
+    title: str = "",
+    max_images: int = 6,
 ) -> Path:
     """Rows: image, mask, masked image. Images are de-normalised to [0, 1] grey for display."""
     n = min(max_images, images.shape[0])

@@ -7,8 +7,12 @@ import pgnm  # noqa: F401  (makes timm importable on CPU-only torch before any t
 from pgnm.config import Config, load_config
 
 TINY = [
-    "model.arch=resnet10t", "model.num_classes=5", "mask.grid=8", "data.image_size=32",
-    "policy.hidden_dim=16", "data.batch_size=4",
+    "model.arch=resnet10t",
+    "model.num_classes=5",
+    "mask.grid=8",
+    "data.image_size=32",
+    "policy.hidden_dim=16",
+    "data.batch_size=4",
 ]
 
 
@@ -21,3 +25,51 @@ def _seeded() -> None:
 def tiny_config() -> Config:
     """Small enough for a CPU forward/backward in well under a second."""
     return load_config(overrides=TINY)
+
+
+# ----------------------------------------------------------------------------- data fixtures
+
+RAW_CLASSES = [  # odd names on purpose: they must survive untouched
+    "radiology_ai/CT/lung/Nodule",
+    "radiology_ai/CT/abd/normal",
+    "radiology_ai/MR/af/ca++_tendinosis",
+    "radiology_ai/MR/af/achilles_pathology_",
+    "radiology_ai/US/thyroid",
+]
+
+
+def write_raw_release(root, per_class=6, size=(40, 48), seed=0):
+    """A RadImageNet-shaped release: radiology_ai/ tree + the three split CSVs.
+
+    Each image is a distinct random grey picture; rows 0-3 of each class go to train, 4 to val,
+    5 to test. Returns {filename: pixels}.
+    """
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    splits = {"train": [], "val": [], "test": []}
+    pixels = {}
+    for folder in RAW_CLASSES:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            name = f"{folder}/img{len(pixels):06d}.png"
+            image = rng.integers(0, 256, size, dtype=np.uint8)
+            Image.fromarray(image).save(root / name)
+            pixels[name] = image
+            split = "train" if i < per_class - 2 else ("val" if i == per_class - 2 else "test")
+            splits[split].append((name, folder.replace("/", "-")))
+    for split, rows in splits.items():
+        with open(root / f"RadiologyAI_{split}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["filename", "label"])
+            writer.writerows(rows)
+    return pixels
+
+
+@pytest.fixture
+def raw_release(tmp_path):
+    src = tmp_path / "release"
+    return src, write_raw_release(src)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from pgnm.config import (
     Config,
@@ -94,7 +95,12 @@ def test_kernel_must_fit_the_image():
 
 def test_override_values_are_typed_like_yaml():
     assert parse_overrides(["a=0.1", "b=1e-4", "c=true", "d=null", "e=resnet18", "f=[1, 2]"]) == {
-        "a": 0.1, "b": 1e-4, "c": True, "d": None, "e": "resnet18", "f": [1, 2],
+        "a": 0.1,
+        "b": 1e-4,
+        "c": True,
+        "d": None,
+        "e": "resnet18",
+        "f": [1, 2],
     }
 
 
@@ -109,8 +115,16 @@ def test_flatten_gives_dotted_keys_for_every_leaf():
     assert all(not isinstance(v, Config) for v in flat.values())
     sections = {k.split(".")[0] for k in flat if "." in k}
     assert sections == {
-        "model", "policy", "mask", "objective", "optim", "schedule", "data", "engine",
-        "tracking", "tune",
+        "model",
+        "policy",
+        "mask",
+        "objective",
+        "optim",
+        "schedule",
+        "data",
+        "engine",
+        "tracking",
+        "tune",
     }
 
 
@@ -123,7 +137,7 @@ def test_with_overrides_leaves_the_original_alone():
 
 
 def test_config_is_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         Config().optim.lr = 1.0  # type: ignore[misc]
 
 

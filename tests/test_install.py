@@ -24,8 +24,14 @@ def test_first_deepspeed_initialize_compiles_nothing(tmp_path):
     extensions = tmp_path / "torch_extensions"
     extensions.mkdir()
     env = dict(
-        os.environ, DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=str(extensions), RANK="0",
-        WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
+        os.environ,
+        DS_ACCELERATOR="cpu",
+        TORCH_EXTENSIONS_DIR=str(extensions),
+        RANK="0",
+        WORLD_SIZE="1",
+        LOCAL_RANK="0",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
         OMP_NUM_THREADS="1",
     )
     code = (

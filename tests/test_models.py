@@ -13,7 +13,9 @@ from pgnm.models import (
 )
 
 
-@pytest.mark.parametrize(("arch", "params_millions"), [("resnet10t", 4.9), ("resnet18", 11.2), ("resnet50", 23.5)])
+@pytest.mark.parametrize(
+    ("arch", "params_millions"), [("resnet10t", 4.9), ("resnet18", 11.2), ("resnet50", 23.5)]
+)
 def test_timm_classifiers_from_scratch(arch, params_millions):
     model = create_classifier(ModelConfig(arch=arch, num_classes=7))
     assert model(torch.randn(2, 3, 64, 64)).shape == (2, 7)

@@ -1,1 +1,79 @@
-"""Data: synthetic RadImageNet-like images, WebDataset shards and the DALI/webdataset loaders."""
+"""Data: WebDataset shards (written by ``data_tools``) read by DALI or by webdataset.
+
+``build_loader`` is the one entry point: both loaders yield ``(images, labels)`` with images
+float32 (B, 3, S, S), normalised, and labels int64 (B,); both give every rank the same number
+of training batches; both resume exactly from ``state_dict()``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pgnm.config import Config
+from pgnm.data.dali import DaliLoader, dali_available
+from pgnm.data.spec import AugmentSpec, DataError
+from pgnm.data.wds import WebDatasetLoader
+
+
+class Loader(Protocol):
+    batches_per_epoch: int
+    epoch: int
+
+    def __iter__(self): ...  # noqa: ANN204 - Iterator[tuple[Tensor, Tensor]]
+    def __len__(self) -> int: ...
+    def set_epoch(self, epoch: int) -> None: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def choose_loader(config: Config) -> str:
+    """The loader ``data.loader`` asks for; ``auto`` prefers DALI unless samples may be skipped."""
+    choice = config.data.loader
+    if choice == "auto":
+        usable = dali_available() and config.data.on_bad_sample == "error"
+        return "dali" if usable else "webdataset"
+    if choice == "dali" and not dali_available():
+        raise DataError("data.loader=dali but nvidia-dali is not installed; use auto or webdataset")
+    return choice
+
+
+def build_loader(
+    config: Config,
+    split: str,
+    train: bool,
+    rank: int = 0,
+    world_size: int = 1,
+    device_id: int | None = None,
+) -> Loader:
+    """A loader over ``data.root/<split>``; ``device_id`` puts DALI's decoding on that GPU."""
+    data = config.data
+    if data.root is None:
+        raise DataError("data.root is not set: point it at a directory written by data_tools")
+    spec = AugmentSpec.from_config(data)
+    common = dict(
+        root=data.root,
+        split=split,
+        batch_size=data.batch_size,
+        train=train,
+        spec=spec,
+        rank=rank,
+        world_size=world_size,
+        seed=config.seed,
+        shuffle_buffer=data.shuffle_buffer,
+    )
+    if choose_loader(config) == "dali":
+        return DaliLoader(**common, device_id=device_id, num_threads=max(1, data.num_workers))
+    return WebDatasetLoader(
+        **common, num_workers=data.num_workers, on_bad_sample=data.on_bad_sample
+    )
+
+
+__all__ = [
+    "AugmentSpec",
+    "DaliLoader",
+    "DataError",
+    "Loader",
+    "WebDatasetLoader",
+    "build_loader",
+    "choose_loader",
+]

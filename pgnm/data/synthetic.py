@@ -15,8 +15,12 @@ from torch import Tensor
 
 
 def synthetic_batch(
-    batch_size: int, num_classes: int, size: int, generator: torch.Generator,
-    mean: float = 0.3162, std: float = 0.3213,
+    batch_size: int,
+    num_classes: int,
+    size: int,
+    generator: torch.Generator,
+    mean: float = 0.3162,
+    std: float = 0.3213,
 ) -> tuple[Tensor, Tensor]:
     """(B, 3, size, size) normalised float images and (B,) int64 labels."""
     labels = torch.randint(num_classes, (batch_size,), generator=generator)

@@ -12,9 +12,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_preview_trains_and_writes_a_gallery(tmp_path):
     args = [
-        sys.executable, str(ROOT / "launch" / "preview.py"), "--config",
-        str(ROOT / "configs" / "preview.yaml"), f"run_dir={tmp_path}", "data.image_size=64",
-        "mask.grid=16", "policy.hidden_dim=32", "data.batch_size=8", "data.synthetic_images=24",
+        sys.executable,
+        str(ROOT / "launch" / "preview.py"),
+        "--config",
+        str(ROOT / "configs" / "preview.yaml"),
+        f"run_dir={tmp_path}",
+        "data.image_size=64",
+        "mask.grid=16",
+        "policy.hidden_dim=32",
+        "data.batch_size=8",
+        "data.synthetic_images=24",
     ]
     result = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -9,7 +9,9 @@ from pgnm.train import PGNMModel
 
 def batch(config, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return synthetic_batch(config.data.batch_size, config.model.num_classes, config.data.image_size, g)
+    return synthetic_batch(
+        config.data.batch_size, config.model.num_classes, config.data.image_size, g
+    )
 
 
 def test_one_backward_reaches_classifier_and_policy(tiny_config):

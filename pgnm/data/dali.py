@@ -1,0 +1,209 @@
+"""The DALI loader: shards decoded by DALI, on the GPU where there is one, CPU-only otherwise.
+
+One pipeline per rank and epoch. ``fn.readers.webdataset`` reads the rank's contiguous range
+through the shard index files (``shard_id = (rank + epoch) mod W``, see ``spec.py``), shuffles
+it in a buffer seeded per epoch, and pads the last batch instead of running short. Training
+takes exactly ``train_batches_per_epoch`` batches on every rank; evaluation reads the rank's
+range once, dropping the padding.
+
+Exact resume: pipelines are built with checkpointing on, and ``state_dict`` stores DALI's
+serialised reader position and RNG states next to (epoch, step). A loader restored from it
+produces the very batches the interrupted one would have produced next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from pgnm.data.manifest import split_shards
+from pgnm.data.spec import (
+    AugmentSpec,
+    DataError,
+    eval_batches,
+    rank_range,
+    train_batches_per_epoch,
+)
+
+
+def dali_available() -> bool:
+    try:
+        import nvidia.dali  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class DaliLoader:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        batch_size: int,
+        train: bool,
+        spec: AugmentSpec,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        device_id: int | None = None,
+        num_threads: int = 2,
+        shuffle_buffer: int = 512,
+    ) -> None:
+        self.info, self.tars, self.indexes = split_shards(root, split)
+        self.split, self.batch_size, self.train, self.spec = split, batch_size, train, spec
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.device_id, self.num_threads = device_id, num_threads
+        self.shuffle_buffer = shuffle_buffer
+        self.num_samples = self.info.splits[split].samples
+        if train:
+            self.batches_per_epoch = train_batches_per_epoch(
+                self.num_samples, world_size, batch_size
+            )
+            if self.batches_per_epoch == 0:
+                raise DataError(
+                    f"{root}/{split}: {self.num_samples} samples cannot fill one batch of "
+                    f"{batch_size} on each of {world_size} ranks"
+                )
+        else:
+            self.batches_per_epoch = eval_batches(self.num_samples, rank, world_size, batch_size)
+        self.epoch, self.step = 0, 0
+        self._checkpoint: str | None = None
+        self._pipe = None
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.step, self._checkpoint = epoch, 0, None
+
+    # ------------------------------------------------------------------ pipeline
+
+    def _build(self):  # noqa: ANN202 - a DALI Pipeline
+        from nvidia.dali import fn, pipeline_def, types
+
+        spec, gpu = self.spec, self.device_id is not None
+        image_ext = self.info.image_extension
+        shard_id = (self.rank + self.epoch) % self.world_size if self.train else self.rank
+
+        @pipeline_def(enable_checkpointing=True)
+        def pipeline():  # noqa: ANN202
+            encoded, label = fn.readers.webdataset(
+                paths=[str(p) for p in self.tars],
+                index_paths=[str(p) for p in self.indexes],
+                ext=[image_ext, "lbl"],
+                dtypes=[types.UINT8, types.INT32],
+                missing_component_behavior="error",
+                random_shuffle=self.train,
+                initial_fill=self.shuffle_buffer,
+                shard_id=shard_id,
+                num_shards=self.world_size,
+                pad_last_batch=True,
+                stick_to_shard=True,
+                name="Reader",
+            )
+            crop = {"random_area": spec.area, "random_aspect_ratio": spec.aspect}
+            side = (spec.image_size, spec.image_size)
+            if self.info.image_format == "raw":
+                images = fn.reshape(encoded, shape=[self.info.raw_size] * 2 + [1], layout="HWC")
+                images = images.gpu() if gpu else images
+                if self.train:
+                    images = fn.random_resized_crop(images, size=side, antialias=True, **crop)
+            elif self.train:  # decoding straight into the crop window saves a full-size copy
+                images = fn.decoders.image_random_crop(
+                    encoded, device="mixed" if gpu else "cpu", output_type=types.GRAY, **crop
+                )
+                images = fn.resize(images, size=side, antialias=True)
+            else:
+                images = fn.decoders.image(
+                    encoded, device="mixed" if gpu else "cpu", output_type=types.GRAY
+                )
+            if self.train:
+                mirror = fn.random.coin_flip(probability=spec.flip)
+            else:
+                images = fn.resize(images, resize_shorter=spec.eval_resize, antialias=True)
+                mirror = 0
+            scale = 255.0
+            images = fn.crop_mirror_normalize(
+                images,
+                dtype=types.FLOAT,
+                output_layout="CHW",
+                crop=None if self.train else (spec.image_size, spec.image_size),
+                mean=[spec.mean * scale],
+                std=[spec.std * scale],
+                mirror=mirror,
+            )
+            return images, label.gpu() if gpu else label
+
+        # Per-epoch seed: a new shuffle and new augmentations every epoch, reproducibly.
+        pipe = pipeline(
+            batch_size=self.batch_size,
+            num_threads=self.num_threads,
+            device_id=self.device_id,
+            seed=(self.seed * 1_000_003 + self.epoch * 7919 + self.rank) % (2**31),
+            checkpoint=self._checkpoint,
+        )
+        pipe.build()
+        return pipe
+
+    # ------------------------------------------------------------------ iteration
+
+    def _fail(self, err: RuntimeError) -> DataError:
+        # DALI's message carries the pipeline's Python traceback; the cause follows "encountered:".
+        text = str(err)
+        cause = text.split("encountered:", 1)[-1].strip().splitlines()[0] if text else "unknown"
+        found = self._locate_bad_sample()
+        where = f"; first bad sample: {found}" if found else ""
+        return DataError(f"DALI could not read the shards in {self.tars[0].parent}: {cause}{where}")
+
+    def _locate_bad_sample(self) -> str | None:
+        """DALI's errors rarely name the sample: find it with the webdataset loader's checks."""
+        from pgnm.data.wds import WebDatasetLoader
+
+        root = self.tars[0].parent.parent
+        probe = WebDatasetLoader(root, self.split, 1, False, self.spec, num_workers=0)
+        try:
+            for _ in probe:
+                pass
+        except DataError as err:
+            return str(err)
+        return None
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        try:
+            pipe = self._build()
+        except RuntimeError as err:
+            raise self._fail(err) from None
+        start, stop = rank_range(self.num_samples, self.rank, self.world_size)
+        remaining = stop - start  # evaluation: the padded tail of the last batch is dropped
+        while self.step < self.batches_per_epoch:
+            try:
+                images, labels = pipe.run()
+            except RuntimeError as err:
+                raise self._fail(err) from None
+            self.step += 1
+            self._pipe = pipe
+            batch = self._to_torch(images), self._to_torch(labels).reshape(-1).long()
+            if not self.train:
+                keep = min(self.batch_size, remaining - (self.step - 1) * self.batch_size)
+                batch = batch[0][:keep], batch[1][:keep]
+            yield batch[0].expand(-1, 3, -1, -1), batch[1]
+        self.epoch, self.step, self._checkpoint, self._pipe = self.epoch + 1, 0, None, None
+
+    @staticmethod
+    def _to_torch(tensor_list) -> Tensor:  # noqa: ANN001 - TensorListCPU / TensorListGPU
+        # Copy out of DALI's buffers: the next run() may reuse them.
+        return torch.from_dlpack(tensor_list.as_tensor()).clone()
+
+    # ------------------------------------------------------------------ resume
+
+    def state_dict(self) -> dict:
+        checkpoint = self._pipe.checkpoint() if self._pipe is not None else self._checkpoint
+        return {"epoch": self.epoch, "step": self.step, "dali": checkpoint}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.step, self._checkpoint = state["epoch"], state["step"], state["dali"]
+        self._pipe = None

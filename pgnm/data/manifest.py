@@ -1,0 +1,139 @@
+"""The on-disk contract between the sharding tools (``data_tools``) and the loaders.
+
+A shard directory looks like this::
+
+    dataset.json             what is in it: format, splits, shards and their sample counts
+    classes.json             class key -> label, modality, organ (derived from paths, sorted)
+    manifest.csv             one row per sample: split, shard, key, source, class, md5, size...
+    report.json              duplicate groups and blank images found while writing
+    train/shard-000000.tar   samples, shuffled across classes at write time
+    train/shard-000000.idx   DALI's index for that tar (byte offsets of every component)
+    train/shard-000000.json  written last: the shard's sample count, size and md5
+
+Every sample has the image (``png``, ``jpg`` or ``u8`` raw grey bytes), ``cls`` (the label as
+ASCII, the webdataset convention), ``lbl`` (the label as little-endian int32, what DALI reads)
+and ``json`` (class key and source path).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+DATASET_FILE = "dataset.json"
+CLASSES_FILE = "classes.json"
+MANIFEST_FILE = "manifest.csv"
+REPORT_FILE = "report.json"
+IMAGE_EXTENSIONS = {"png": "png", "jpeg": "jpg", "raw": "u8"}
+MANIFEST_COLUMNS = [
+    "split",
+    "shard",
+    "key",
+    "source",
+    "class_key",
+    "label",
+    "md5",
+    "bytes",
+    "width",
+    "height",
+    "mode",
+    "blank",
+]
+
+
+class ManifestError(ValueError):
+    """A shard directory is missing a file or holds one that does not parse."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShardInfo(_Record):
+    name: str  # file name inside the split folder, e.g. shard-000003.tar
+    samples: int
+    bytes: int
+    md5: str
+
+
+class SplitInfo(_Record):
+    samples: int
+    shards: list[ShardInfo]
+
+
+class ClassInfo(_Record):
+    key: str  # e.g. MR__af__Plantar_plate_tear, US__thyroid
+    label: int
+    modality: str | None = None
+    organ: str | None = None
+    name: str | None = None
+
+
+class DatasetInfo(_Record):
+    version: int = 1
+    source: str  # which tool wrote it, e.g. radimagenet_to_wds
+    image_format: Literal["png", "jpeg", "raw"]
+    raw_size: int | None = None  # side of the square u8 images when image_format = raw
+    jpeg_quality: int | None = None
+    jpeg_psnr_db: float | None = None  # mean PSNR of the re-encoding, when image_format = jpeg
+    samples_per_shard: int
+    seed: int
+    plan_hash: str
+    splits: dict[str, SplitInfo]
+
+    @property
+    def image_extension(self) -> str:
+        return IMAGE_EXTENSIONS[self.image_format]
+
+
+def _read_json(path: Path) -> object:
+    if not path.is_file():
+        raise ManifestError(f"{path} is missing: is this a directory written by data_tools?")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{path}: not valid JSON ({err})") from None
+
+
+def _parse(model: type[_Record], data: object, path: Path) -> _Record:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ManifestError(f"{path}: {key}: {first['msg']}") from None
+
+
+def load_dataset_info(root: str | Path) -> DatasetInfo:
+    path = Path(root) / DATASET_FILE
+    return _parse(DatasetInfo, _read_json(path), path)  # type: ignore[return-value]
+
+
+def load_classes(root: str | Path) -> list[ClassInfo]:
+    path = Path(root) / CLASSES_FILE
+    data = _read_json(path)
+    if not isinstance(data, list):
+        raise ManifestError(f"{path}: expected a list of classes")
+    classes = [_parse(ClassInfo, item, path) for item in data]
+    if [c.label for c in classes] != list(range(len(classes))):
+        raise ManifestError(f"{path}: labels must be 0..{len(classes) - 1} in order")
+    return classes  # type: ignore[return-value]
+
+
+def split_shards(root: str | Path, split: str) -> tuple[DatasetInfo, list[Path], list[Path]]:
+    """The dataset description and this split's tar and index paths, checked to exist."""
+    root = Path(root)
+    info = load_dataset_info(root)
+    if split not in info.splits:
+        raise ManifestError(
+            f"{root / DATASET_FILE}: no split {split!r} (has {', '.join(sorted(info.splits))})"
+        )
+    tars = [root / split / shard.name for shard in info.splits[split].shards]
+    indexes = [tar.with_suffix(".idx") for tar in tars]
+    missing = [str(p) for p in tars + indexes if not p.is_file()]
+    if missing:
+        raise ManifestError(f"{len(missing)} shard file(s) missing, e.g. {missing[0]}")
+    return info, tars, indexes

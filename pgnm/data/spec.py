@@ -1,0 +1,80 @@
+"""What every loader promises: one augmentation spec and one way of splitting data over ranks.
+
+Augmentation (the official recipe, method.md §4): training crops are RandomResizedCrop to S
+(area 0.08-1 of the image, aspect 3/4-4/3, bilinear with antialiasing) and a horizontal flip
+with probability 0.5; evaluation resizes the shorter side to 256 and centre-crops S. Images
+are grey, normalised with mean 0.3162 / std 0.3213 and replicated to 3 channels.
+
+Ranks: a split of N samples (in the order the shards store them, already shuffled across
+classes at write time) is cut into contiguous ranges, rank r getting
+[floor(N r / W), floor(N (r + 1) / W)) -- exactly how DALI's reader assigns ``shard_id``.
+In training every rank runs floor(N / W) // B batches per epoch, the same number on every
+rank whatever the ranges' sizes, so no rank waits forever in a collective. Ranges rotate
+between epochs (rank r reads range (r + epoch) mod W) so each rank sees all the data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pgnm.config import DataConfig
+
+
+class DataError(RuntimeError):
+    """A shard or sample that cannot be read; the message names the shard and key."""
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    image_size: int = 224
+    eval_resize: int = 256
+    area: tuple[float, float] = (0.08, 1.0)
+    aspect: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: float = 0.5
+    mean: float = 0.3162
+    std: float = 0.3213
+
+    @classmethod
+    def from_config(cls, config: DataConfig) -> AugmentSpec:
+        return cls(config.image_size, config.eval_resize, mean=config.mean, std=config.std)
+
+
+def rank_range(total: int, rank: int, world: int) -> tuple[int, int]:
+    """[start, stop) of rank ``rank``'s contiguous share of ``total`` samples."""
+    return total * rank // world, total * (rank + 1) // world
+
+
+def train_batches_per_epoch(total: int, world: int, batch_size: int) -> int:
+    """Full batches every rank can fill, whichever range it holds (the smallest is N // W)."""
+    return (total // world) // batch_size
+
+
+def eval_batches(total: int, rank: int, world: int, batch_size: int) -> int:
+    start, stop = rank_range(total, rank, world)
+    return math.ceil((stop - start) / batch_size)
+
+
+def random_resized_crop_box(
+    height: int, width: int, rng: np.random.Generator, spec: AugmentSpec
+) -> tuple[int, int, int, int]:
+    """(top, left, h, w) as torchvision's RandomResizedCrop draws it: 10 tries, then centre."""
+    area = height * width
+    log_aspect = (math.log(spec.aspect[0]), math.log(spec.aspect[1]))
+    for _ in range(10):
+        target = area * rng.uniform(*spec.area)
+        aspect = math.exp(rng.uniform(*log_aspect))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    ratio = width / height  # fallback: the largest centred crop within the aspect bounds
+    if ratio < spec.aspect[0]:
+        w, h = width, int(round(width / spec.aspect[0]))
+    elif ratio > spec.aspect[1]:
+        h, w = height, int(round(height * spec.aspect[1]))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w

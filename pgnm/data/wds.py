@@ -1,0 +1,256 @@
+"""The webdataset loader: the same batches-per-rank contract as DALI, for machines without it.
+
+Tars are parsed by the stock ``webdataset`` library; decoding and augmentation run in
+DataLoader workers with PIL and torch. Each rank reads its contiguous range of the split
+(``spec.py``), shuffles it in a seeded buffer, and cuts it into batches; worker w builds every
+``num_workers``-th batch, so the order of batches does not depend on timing. Workers emit
+uint8 grey images and the main process normalises them: a quarter of the bytes through
+shared memory.
+
+Everything random is a function of (seed, epoch, rank, position in the epoch), so resuming at
+(epoch, step) regenerates exactly the batches an uninterrupted run would have seen.
+
+Bad samples (undecodable image, missing label, zero-byte file, truncated tar) raise a
+:class:`DataError` naming the shard and key, or with ``on_bad_sample="skip"`` are dropped and
+counted; training ranks then wrap around their range so every rank still fills the same
+number of batches. Member names that are absolute or contain ``..`` always raise.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.tariterators import tarfile_samples
+
+from pgnm.data.manifest import split_shards
+from pgnm.data.spec import (
+    AugmentSpec,
+    DataError,
+    eval_batches,
+    random_resized_crop_box,
+    rank_range,
+    train_batches_per_epoch,
+)
+
+
+def _check_key(key: str, shard: Path) -> None:
+    path = PurePosixPath(key)
+    if path.is_absolute() or ".." in path.parts:
+        raise DataError(f"{shard}: member {key!r} has an absolute or parent path; refusing it")
+
+
+class _RankStream(IterableDataset):
+    """Batches of one rank for one epoch, starting at batch ``start``; see the module doc."""
+
+    def __init__(self, loader: WebDatasetLoader, epoch: int, start: int) -> None:
+        self.loader, self.epoch, self.start = loader, epoch, start
+
+    # -------------------------------------------------------------- raw samples
+
+    def _raw_samples(self) -> Iterator[tuple[Path, str, bytes, int]]:
+        """(shard, key, image bytes, label) over this rank's range, in stored order."""
+        ld = self.loader
+        range_index = (ld.rank + self.epoch) % ld.world_size if ld.train else ld.rank
+        start, stop = rank_range(ld.num_samples, range_index, ld.world_size)
+        first = 0
+        for tar, count in zip(ld.tars, ld.shard_counts, strict=True):
+            lo, hi = max(start, first), min(stop, first + count)
+            if lo < hi:
+                yield from self._read_shard(tar, lo - first, hi - lo)
+            first += count
+
+    def _read_shard(
+        self, tar: Path, skip: int, take: int
+    ) -> Iterator[tuple[Path, str, bytes, int]]:
+        ld, seen, errors = self.loader, 0, []
+
+        def handler(exn: Exception) -> bool:
+            errors.append(exn)
+            return False  # stop this shard; a truncated tar has nothing readable after the cut
+
+        for sample in tarfile_samples([{"url": str(tar)}], handler=handler):
+            key = sample["__key__"]
+            _check_key(key, tar)
+            if seen < skip:
+                seen += 1
+                continue
+            if seen >= skip + take:
+                return
+            seen += 1
+            image = sample.get(ld.image_extension)
+            label = sample.get("lbl")
+            label = (
+                int(np.frombuffer(label, "<i4")[0])
+                if label is not None and len(label) == 4
+                else None
+            )
+            if label is None and sample.get("cls"):
+                label = int(sample["cls"].decode().strip())
+            problem = "missing image" if not image else "missing label" if label is None else ""
+            if problem:
+                ld.bad_sample(tar, key, problem)
+                continue
+            yield tar, key, image, label
+        if errors:
+            ld.bad_sample(tar, "?", f"unreadable tar ({errors[0]})")
+
+    def _epoch_stream(self) -> Iterator[tuple[Path, str, bytes, int]]:
+        ld = self.loader
+        if not ld.train:
+            yield from self._raw_samples()
+            return
+        needed = ld.batches_per_epoch * ld.batch_size
+        rng = random.Random(f"{ld.seed}:{self.epoch}:{ld.rank}")
+        buffer: list = []
+        produced = 0
+        while produced < needed:
+            any_sample = False
+            for item in self._raw_samples():  # wraps around if skipped samples left it short
+                any_sample = True
+                if len(buffer) < ld.shuffle_buffer:
+                    buffer.append(item)
+                    continue
+                slot = rng.randrange(len(buffer))
+                buffer[slot], item = item, buffer[slot]
+                yield item
+                produced += 1
+                if produced == needed:
+                    return
+            if not any_sample:
+                raise DataError(f"no readable sample in this rank's share of {ld.tars[0].parent}")
+            rng.shuffle(buffer)
+            while buffer and produced < needed:
+                yield buffer.pop()
+                produced += 1
+
+    # -------------------------------------------------------------- batches
+
+    def _decode(self, tar: Path, key: str, payload: bytes, position: int) -> Tensor | None:
+        ld, spec = self.loader, self.loader.spec
+        try:
+            if ld.image_format == "raw":
+                side = ld.raw_size
+                grey = torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(1, side, side)
+            else:
+                with Image.open(io.BytesIO(payload)) as image:
+                    grey = torch.from_numpy(np.array(image.convert("L"))).unsqueeze(0)
+        except Exception as err:  # PIL raises many types for broken files
+            ld.bad_sample(tar, key, f"undecodable image ({err})")
+            return None
+        size = [spec.image_size, spec.image_size]
+        if not ld.train:
+            grey = TF.resize(grey, [spec.eval_resize], antialias=True)
+            return TF.center_crop(grey, size)
+        rng = np.random.default_rng([ld.seed, self.epoch, ld.rank, position])
+        top, left, h, w = random_resized_crop_box(grey.shape[-2], grey.shape[-1], rng, spec)
+        grey = TF.resized_crop(grey, top, left, h, w, size, antialias=True)
+        return TF.horizontal_flip(grey) if rng.random() < spec.flip else grey
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        ld = self.loader
+        worker = get_worker_info()
+        worker_id, workers = (worker.id, worker.num_workers) if worker else (0, 1)
+        images, labels = [], []
+        for position, (tar, key, payload, label) in enumerate(self._epoch_stream()):
+            batch = position // ld.batch_size
+            mine = batch >= self.start and (batch - self.start) % workers == worker_id
+            if mine:
+                image = self._decode(tar, key, payload, position)
+                if image is not None:
+                    images.append(image)
+                    labels.append(label)
+            if (position + 1) % ld.batch_size == 0 and mine:
+                yield self._stack(images, labels, batch)
+                images, labels = [], []
+        if images:
+            yield self._stack(images, labels, batch)
+
+    def _stack(self, images: list[Tensor], labels: list[int], batch: int) -> tuple[Tensor, Tensor]:
+        ld = self.loader
+        if not images:
+            raise DataError(f"batch {batch} of {ld.tars[0].parent}: every sample was unreadable")
+        if ld.train:  # skipped images: repeat good ones so every batch keeps its size
+            while len(images) < ld.batch_size:
+                images.append(images[len(images) % len(labels)])
+                labels.append(labels[len(labels) % len(labels)])
+        return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
+
+
+class WebDatasetLoader:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        batch_size: int,
+        train: bool,
+        spec: AugmentSpec,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        num_workers: int = 2,
+        shuffle_buffer: int = 512,
+        on_bad_sample: str = "error",
+    ) -> None:
+        info, self.tars, _ = split_shards(root, split)
+        self.shard_counts = [shard.samples for shard in info.splits[split].shards]
+        self.image_format, self.image_extension = info.image_format, info.image_extension
+        self.raw_size = info.raw_size
+        self.split, self.batch_size, self.train, self.spec = split, batch_size, train, spec
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.num_workers, self.shuffle_buffer = num_workers, shuffle_buffer
+        self.on_bad_sample = on_bad_sample
+        self.num_samples = info.splits[split].samples
+        if train:
+            self.batches_per_epoch = train_batches_per_epoch(
+                self.num_samples, world_size, batch_size
+            )
+            if self.batches_per_epoch == 0:
+                raise DataError(
+                    f"{root}/{split}: {self.num_samples} samples cannot fill one batch of "
+                    f"{batch_size} on each of {world_size} ranks"
+                )
+        else:
+            self.batches_per_epoch = eval_batches(self.num_samples, rank, world_size, batch_size)
+        self.epoch, self.step, self.skipped = 0, 0, 0
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def bad_sample(self, shard: Path, key: str, problem: str) -> None:
+        if self.on_bad_sample == "error":
+            raise DataError(f"{shard}: sample {key}: {problem}")
+        self.skipped += 1  # counted per worker process; the trainer logs its own count
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.step = epoch, 0
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        stream = _RankStream(self, self.epoch, self.step)
+        loader = DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=self.num_workers,
+            prefetch_factor=2 if self.num_workers else None,
+        )
+        mean, std = self.spec.mean, self.spec.std
+        for images, labels in loader:
+            self.step += 1
+            images = images.float().div_(255.0).sub_(mean).div_(std)
+            yield images.expand(-1, 3, -1, -1), labels
+        self.epoch, self.step = self.epoch + 1, 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.step = state["epoch"], state["step"]

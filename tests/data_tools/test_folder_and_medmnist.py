@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from webdataset import WebDataset
+
+from data_tools import folder_to_wds, medmnist_to_wds
+from data_tools.common import ShardingError
+from data_tools.verify import verify
+from pgnm.data.manifest import load_classes, load_dataset_info
+
+
+def save(path, pixels):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+
+
+def test_folder_with_splits(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("test", 2)):
+        for name in ("NORMAL", "PNEUMONIA"):
+            for i in range(count):
+                save(
+                    tmp_path / "src" / split / name / f"{i}.png",
+                    rng.integers(0, 255, (20, 20), np.uint8),
+                )
+    (tmp_path / "src" / "train" / "NORMAL" / ".DS_Store").write_text("ignored")
+    out = tmp_path / "out"
+    folder_to_wds.main(["--src", str(tmp_path / "src"), "--out", str(out), "--workers", "1"])
+    assert [c.key for c in load_classes(out)] == ["NORMAL", "PNEUMONIA"]
+    info = load_dataset_info(out)
+    assert (info.splits["train"].samples, info.splits["test"].samples) == (8, 4)
+    assert verify(out)["ok"]
+
+
+def test_flat_folder_becomes_train_and_non_images_are_named(tmp_path):
+    save(tmp_path / "src" / "benign" / "a.png", np.zeros((8, 8), np.uint8))
+    save(tmp_path / "src" / "malignant" / "b.png", np.ones((8, 8), np.uint8))
+    records, classes = folder_to_wds.collect(tmp_path / "src")
+    assert {r.split for r in records} == {"train"} and [c.key for c in classes] == [
+        "benign",
+        "malignant",
+    ]
+    (tmp_path / "src" / "benign" / "notes.txt").write_text("x")
+    with pytest.raises(ShardingError, match="notes.txt: not an image file"):
+        folder_to_wds.collect(tmp_path / "src")
+
+
+def write_npz(path, sizes=(6, 2, 3), side=28, channels=None, labels_shape=None):
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for split, n in zip(("train", "val", "test"), sizes, strict=True):
+        shape = (n, side, side) + ((channels,) if channels else ())
+        arrays[f"{split}_images"] = rng.integers(0, 256, shape, dtype=np.uint8)
+        arrays[f"{split}_labels"] = rng.integers(0, 3, labels_shape or (n, 1))
+    np.savez(path, **arrays)
+    return arrays
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+def test_medmnist_npz_round_trip(tmp_path, channels):
+    arrays = write_npz(tmp_path / "organamnist_64.npz", side=64, channels=channels)
+    out = tmp_path / "out"
+    medmnist_to_wds.main(
+        [
+            "--src",
+            str(tmp_path / "organamnist_64.npz"),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--classes",
+            "bladder,femur-left,femur-right",
+        ]
+    )
+    assert [c.key for c in load_classes(out)] == ["bladder", "femur-left", "femur-right"]
+    decoded = {}
+    for tar in sorted((out / "train").glob("*.tar")):
+        for sample in WebDataset(str(tar), shardshuffle=False, empty_check=False):
+            index = int(sample["json"].decode().split("[")[1].split("]")[0])
+            decoded[index] = (np.asarray(Image.open(io.BytesIO(sample["png"]))), int(sample["cls"]))
+    assert len(decoded) == 6
+    for i, (image, label) in decoded.items():
+        assert np.array_equal(image, arrays["train_images"][i])
+        assert label == arrays["train_labels"][i, 0]
+    assert verify(out)["ok"]
+
+
+def test_medmnist_refuses_multilabel_and_missing_keys(tmp_path):
+    write_npz(tmp_path / "chest.npz", labels_shape=None)
+    arrays = dict(np.load(tmp_path / "chest.npz"))
+    arrays["train_labels"] = np.zeros((6, 14), np.int64)
+    np.savez(tmp_path / "chest.npz", **arrays)
+    with pytest.raises(ShardingError, match="train_labels has shape \\(6, 14\\)"):
+        medmnist_to_wds.collect(tmp_path / "chest.npz", None)
+    del arrays["val_images"]
+    np.savez(tmp_path / "broken.npz", **arrays)
+    with pytest.raises(ShardingError, match="broken.npz: missing key\\(s\\) val_images"):
+        medmnist_to_wds.collect(tmp_path / "broken.npz", None)
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(ShardingError, match="junk.npz: not a readable .npz"):
+        medmnist_to_wds.collect(tmp_path / "junk.npz", None)
