@@ -34,7 +34,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 run: setup
-	$(BIN)/python launch/preview.py --config configs/preview.yaml
+	$(BIN)/python launch/quickstart.py
 
 # Refresh the lock from the current environment (after changing pyproject.toml).
 lock:

@@ -32,7 +32,10 @@ class _Section(BaseModel):
 
 class ModelConfig(_Section):
     arch: str = "resnet18"  # any timm architecture name
-    num_classes: int = Field(165, ge=1)
+    num_classes: int | None = Field(None, ge=1)  # null: as many as the data's classes.json
+    # Where the weights start: null = random (the baseline), a heated model or timm
+    # checkpoint file (.pt/.pth/.safetensors); a class-count mismatch re-initialises the head.
+    init: str | None = None
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
     channels_last: bool = False
 
@@ -104,6 +107,7 @@ class ScheduleConfig(_Section):
     min_lr: float = Field(0.0, ge=0.0)
     warmup_epochs: int = Field(0, ge=0)
     warmup_start_factor: float = Field(0.01, gt=0.0, le=1.0)
+    max_steps: int | None = Field(None, ge=1)  # stop early after this many optimizer steps
 
 
 class DataConfig(_Section):
@@ -131,6 +135,7 @@ class EngineConfig(_Section):
     deepspeed_config: str | None = None  # a JSON file whose entries override the generated ones
     resume: str = "auto"  # auto | never | path to a checkpoint directory
     checkpoint_every: int = Field(0, ge=0)  # steps between mid-epoch checkpoints; 0 = per epoch
+    checkpoint_keep: int = Field(2, ge=1)  # complete checkpoints kept; older ones are deleted
 
 
 class TrackingConfig(_Section):

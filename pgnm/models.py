@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from pathlib import Path
 
 import timm
 import torch
@@ -33,6 +34,8 @@ def create_classifier(config: ModelConfig) -> nn.Module:
             f"model.arch={config.arch!r} is not a timm architecture"
             + (f"; similar names: {', '.join(close)}" if close else "")
         )
+    if config.num_classes is None:
+        raise ValueError("model.num_classes is not resolved (null means: take it from the data)")
     model = timm.create_model(
         config.arch, pretrained=False, num_classes=config.num_classes, drop_rate=config.drop_rate
     )
@@ -93,3 +96,26 @@ def load_backbone(
         raise ValueError(f"{source} does not fit {type(model).__name__}: {details}")
     model.load_state_dict(weights, strict=not head_differs)
     return head_differs
+
+
+def read_weights(path: str | Path) -> dict[str, Tensor]:
+    """A state dict from a heated model, a training checkpoint or a timm/torchvision file.
+
+    Accepts ``.safetensors``, or a torch file holding the state dict itself or under one of
+    the keys ``state_dict``, ``model`` (the official code's checkpoints) or ``classifier``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model.init: no such file: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "classifier"):
+        if isinstance(payload, dict) and isinstance(payload.get(key), dict):
+            payload = payload[key]
+            break
+    if not isinstance(payload, dict) or not all(isinstance(v, Tensor) for v in payload.values()):
+        raise ValueError(f"model.init: {path} holds no state dict of tensors")
+    return payload

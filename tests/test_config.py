@@ -41,7 +41,7 @@ def test_yaml_then_overrides_take_precedence(tmp_path):
     assert c.model.arch == "resnet50"
     assert c.optim.lr == pytest.approx(1e-3) and isinstance(c.optim.lr, float)
     assert c.mask.grid == 16 and c.objective.name == "reinforce"
-    assert c.model.num_classes == 165  # untouched keys keep their defaults
+    assert c.model.num_classes is None  # untouched keys keep their defaults (null: from data)
 
 
 @pytest.mark.parametrize(

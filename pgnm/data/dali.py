@@ -173,6 +173,8 @@ class DaliLoader:
         return None
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        if not self.train:  # evaluation always reads the whole share, from its start
+            self.step, self._checkpoint = 0, None
         try:
             pipe = self._build()
         except RuntimeError as err:

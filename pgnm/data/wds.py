@@ -235,6 +235,8 @@ class WebDatasetLoader:
             self.epoch, self.step = epoch, 0
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        if not self.train:  # evaluation always reads the whole share, from its start
+            self.step = 0
         stream = _RankStream(self, self.epoch, self.step)
         loader = DataLoader(
             stream,

@@ -1,5 +1,10 @@
-"""Training: the joint PGNM module and, around it, the loops that launch scripts call."""
+"""Training: the joint PGNM module and the loop both stages share.
 
+``fit(config, stage)`` runs stage 1 (``pretrain``: policy + classifier, the heated model) or
+stage 2 (``finetune``: the classifier alone from ``model.init``, or from scratch).
+"""
+
+from pgnm.train.loop import TrainingDiverged, fit
 from pgnm.train.model import PGNMModel, StepOutput
 
-__all__ = ["PGNMModel", "StepOutput"]
+__all__ = ["PGNMModel", "StepOutput", "TrainingDiverged", "fit"]

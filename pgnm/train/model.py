@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from pgnm.config import Config
 from pgnm.mask import apply_mask
 from pgnm.method import (
+    BetaLogits,
     BetaSampler,
     Policy,
     build_objective,
@@ -55,7 +56,9 @@ class PGNMModel(nn.Module):
             logits = self.classifier(images)
             ce = F.cross_entropy(logits, targets)
             return StepOutput(ce, ce.detach(), None, logits, None)
-        sample = self.sampler(self.policy(images), step=step)
+        alpha, beta = self.policy(images)
+        # Beta sampling and log-densities in float32 even when the networks run in bf16.
+        sample = self.sampler(BetaLogits(alpha.float(), beta.float()), step=step)
         masked = self.mask(images, sample.values)
         logits = self.classifier(masked)
         out = self.objective(logits, targets, sample.log_prob)

@@ -16,8 +16,9 @@ from data_tools.synth_radimagenet import main as cli  # noqa: E402
 KEYS = {f"{s}_{k}" for s in ("train", "val", "test") for k in ("images", "labels")}
 
 
-@pytest.mark.parametrize("flag, n_classes", [("organamnist", 11), ("breastmnist", 2),
-                                             ("pneumoniamnist", 2)])
+@pytest.mark.parametrize(
+    "flag, n_classes", [("organamnist", 11), ("breastmnist", 2), ("pneumoniamnist", 2)]
+)
 def test_npz_files_have_the_medmnist_format(tmp_path, flag, n_classes):
     counts = (2 * n_classes, 4, 4)
     paths = write_medmnist_npz(tmp_path, flag, sizes=(28, 64), counts=counts, seed=1)
@@ -39,8 +40,7 @@ def test_npz_files_have_the_medmnist_format(tmp_path, flag, n_classes):
 
 
 def test_rgb_npz_and_bad_flags(tmp_path):
-    (path,) = write_medmnist_npz(tmp_path, "breastmnist", sizes=(32,), counts=(4, 4, 4),
-                                 rgb=True)
+    (path,) = write_medmnist_npz(tmp_path, "breastmnist", sizes=(32,), counts=(4, 4, 4), rgb=True)
     with np.load(path) as npz:
         images = npz["train_images"]
         assert images.shape == (4, 32, 32, 3)
@@ -49,12 +49,15 @@ def test_rgb_npz_and_bad_flags(tmp_path):
         write_medmnist_npz(tmp_path, "chestmnist")
 
 
-@pytest.mark.parametrize("name, classes", [
-    ("busi", {"benign", "malignant", "normal"}),
-    ("brain_tumor", {"glioma", "meningioma", "notumor", "pituitary"}),
-    ("brain_mri", {"yes", "no"}),
-    ("pneumonia_xr", {"NORMAL", "PNEUMONIA"}),
-])
+@pytest.mark.parametrize(
+    "name, classes",
+    [
+        ("busi", {"benign", "malignant", "normal"}),
+        ("brain_tumor", {"glioma", "meningioma", "notumor", "pituitary"}),
+        ("brain_mri", {"yes", "no"}),
+        ("pneumonia_xr", {"NORMAL", "PNEUMONIA"}),
+    ],
+)
 def test_folder_datasets_have_split_and_class_folders(tmp_path, name, classes):
     root = write_folder_dataset(tmp_path, name, per_class=(2, 1, 1), size=48, seed=0)
     assert root == tmp_path / name
@@ -71,8 +74,28 @@ def test_folder_datasets_have_split_and_class_folders(tmp_path, name, classes):
 
 def test_cli_companions_only(tmp_path):
     out = tmp_path / "comp"
-    assert cli(["--out", str(out), "--no-radimagenet", "--medmnist-npz", "pneumoniamnist",
-                "--sizes", "28", "--npz-counts", "4,2,2", "--downstream", "busi",
-                "--downstream-per-class", "1,1,1", "--size", "32", "--quiet"]) == 0
+    assert (
+        cli(
+            [
+                "--out",
+                str(out),
+                "--no-radimagenet",
+                "--medmnist-npz",
+                "pneumoniamnist",
+                "--sizes",
+                "28",
+                "--npz-counts",
+                "4,2,2",
+                "--downstream",
+                "busi",
+                "--downstream-per-class",
+                "1,1,1",
+                "--size",
+                "32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert (out / "pneumoniamnist.npz").is_file() and (out / "busi" / "val").is_dir()
     assert not (out / "radiology_ai").exists()

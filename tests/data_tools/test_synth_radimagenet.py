@@ -23,10 +23,23 @@ from data_tools.synth.settings import PlanSettings  # noqa: E402
 from data_tools.synth.taxonomy import parse_class  # noqa: E402
 from data_tools.synth_radimagenet import main as cli  # noqa: E402
 
-ODD = ["CT/lung/Nodule", "CT/lung/Airspace_opacity", "MR/af/achilles_pathology_",
-       "MR/af/Plantar_plate_tear", "MR/spine/cord_pathology_", "MR/shoulder/ca++_tendinosis"]
-CLASSES = ["CT/abd/normal", "CT/abd/liver_lesion", *ODD, "MR/brain/normal", "US/thyroid",
-           "US/gb", "US/liver"]
+ODD = [
+    "CT/lung/Nodule",
+    "CT/lung/Airspace_opacity",
+    "MR/af/achilles_pathology_",
+    "MR/af/Plantar_plate_tear",
+    "MR/spine/cord_pathology_",
+    "MR/shoulder/ca++_tendinosis",
+]
+CLASSES = [
+    "CT/abd/normal",
+    "CT/abd/liver_lesion",
+    *ODD,
+    "MR/brain/normal",
+    "US/thyroid",
+    "US/gb",
+    "US/liver",
+]
 # High defect rates so that a small set shows every kind of defect.
 DEFECTS = Realism(dup_cross_class_rate=0.1, near_dup_rate=0.1, blank_rate=0.03)
 SIZE = 48
@@ -54,8 +67,16 @@ def pixels(path: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def release(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("release")
-    meta = generate_radimagenet(root, classes=CLASSES, images_per_class=10, balanced=True,
-                                size=SIZE, seed=3, realism=DEFECTS, progress=False)
+    meta = generate_radimagenet(
+        root,
+        classes=CLASSES,
+        images_per_class=10,
+        balanced=True,
+        size=SIZE,
+        seed=3,
+        realism=DEFECTS,
+        progress=False,
+    )
     return root, meta
 
 
@@ -71,8 +92,9 @@ def test_every_csv_row_is_a_file_and_counts_match_meta(release):
             assert path.is_file(), row["filename"]
             listed.add(row["filename"])
             seen[(row["label"], split)] += 1
-    assert {(lab, s): n for lab, per in meta["counts"].items() for s, n in per.items() if n} \
-        == dict(seen)
+    assert {
+        (lab, s): n for lab, per in meta["counts"].items() for s, n in per.items() if n
+    } == dict(seen)
     on_disk = {p.relative_to(root).as_posix() for p in (root / "radiology_ai").rglob("*.png")}
     assert on_disk == listed  # no orphan files, no missing ones
     assert meta["status"] == "complete" and meta["totals"]["files"] == len(listed)
@@ -82,8 +104,10 @@ def test_every_csv_row_is_a_file_and_counts_match_meta(release):
 
 def test_paths_labels_and_png_format_follow_the_release(release):
     root, _ = release
-    pattern = re.compile(r"^radiology_ai/(CT|MR)/[^/]+/[^/]+/[^/]+\.png$|"
-                         r"^radiology_ai/US/[^/]+/usn\d{6}\.png$")
+    pattern = re.compile(
+        r"^radiology_ai/(CT|MR)/[^/]+/[^/]+/[^/]+\.png$|"
+        r"^radiology_ai/US/[^/]+/usn\d{6}\.png$"
+    )
     for rows in read_rows(root).values():
         for row in rows:
             assert pattern.match(row["filename"]), row["filename"]
@@ -101,8 +125,11 @@ def test_odd_class_names_are_written_verbatim(release):
         c = parse_class(entry)
         folder = root / c.folder
         assert folder.is_dir() and folder.name == c.name  # case and trailing "_" kept
-        assert any(row["label"] == f"{c.modality}-{c.organ}-{c.name}"
-                   for rows in read_rows(root).values() for row in rows)
+        assert any(
+            row["label"] == f"{c.modality}-{c.organ}-{c.name}"
+            for rows in read_rows(root).values()
+            for row in rows
+        )
     names = {entry["class"] for entry in meta["classes"]}
     assert {"ca++_tendinosis", "achilles_pathology_", "cord_pathology_"} <= names
 
@@ -112,17 +139,23 @@ def test_stems_copy_the_real_naming_patterns(release):
     copies = {dst for _, dst in meta["realism_events"]["duplicates"]}  # keep their source stem
 
     def own(folder: str) -> list[str]:
-        return [p.name for p in (root / folder).glob("*.png")
-                if p.relative_to(root).as_posix() not in copies]
+        return [
+            p.name
+            for p in (root / folder).glob("*.png")
+            if p.relative_to(root).as_posix() not in copies
+        ]
 
     assert own("radiology_ai/CT/abd/normal")
     assert all(re.fullmatch(r"abd-normal\d{6}\.png", n) for n in own("radiology_ai/CT/abd/normal"))
     assert all(re.fullmatch(r"abd\d{6}\.png", n) for n in own("radiology_ai/CT/abd/liver_lesion"))
-    assert all(re.fullmatch(r"(foot|ankle)\d{6}\.png", n)
-               for n in own("radiology_ai/MR/af/Plantar_plate_tear"))
+    assert all(
+        re.fullmatch(r"(foot|ankle)\d{6}\.png", n)
+        for n in own("radiology_ai/MR/af/Plantar_plate_tear")
+    )
     assert all(re.fullmatch(r"lung\d{6}\.png", n) for n in own("radiology_ai/CT/lung/Nodule"))
-    assert all(re.fullmatch(r"usn\d{6}\.png", p.name)
-               for p in (root / "radiology_ai/US").rglob("*.png"))
+    assert all(
+        re.fullmatch(r"usn\d{6}\.png", p.name) for p in (root / "radiology_ai/US").rglob("*.png")
+    )
     # File numbers run per (modality, organ), and across all US organs, so a stem is unique
     # in its series; only duplicates repeat one.
     series: Counter = Counter()
@@ -151,10 +184,12 @@ def test_no_patient_spans_two_splits_and_defects_follow_their_source():
     assert len(by_patient) < len(plan.jobs) / 2
 
 
-@pytest.mark.parametrize("like_real, ratios", [(False, (0.75, 0.10, 0.15)),
-                                               (True, (0.88, 0.04, 0.08))])
+@pytest.mark.parametrize(
+    "like_real, ratios", [(False, (0.75, 0.10, 0.15)), (True, (0.88, 0.04, 0.08))]
+)
 def test_split_ratios_are_stratified_per_class(like_real, ratios):
     from data_tools.synth.settings import SPLIT_LIKE_REAL, SPLITS
+
     classes = [parse_class(c) for c in CLASSES]
     split = SPLIT_LIKE_REAL if like_real else ratios
     plan = build_plan(classes, PlanSettings(seed=1, per_class=400, balanced=True, split=split))
@@ -166,10 +201,11 @@ def test_split_ratios_are_stratified_per_class(like_real, ratios):
 
 def test_the_csvs_are_exactly_the_plan(release):
     root, _ = release
-    plan = build_plan([parse_class(c) for c in CLASSES],
-                      PlanSettings(seed=3, per_class=10, balanced=True, realism=DEFECTS))
-    want = {s: [(o.relpath, o.label) for o in plan.outputs() if o.split == s]
-            for s in CSV_NAMES}
+    plan = build_plan(
+        [parse_class(c) for c in CLASSES],
+        PlanSettings(seed=3, per_class=10, balanced=True, realism=DEFECTS),
+    )
+    want = {s: [(o.relpath, o.label) for o in plan.outputs() if o.split == s] for s in CSV_NAMES}
     got = {s: [(r["filename"], r["label"]) for r in rows] for s, rows in read_rows(root).items()}
     assert got == want
 
@@ -212,12 +248,14 @@ def test_defects_are_off_by_default_and_on_with_realism(tmp_path):
     classes = [parse_class(c) for c in CLASSES]
     plain = build_plan(classes, PlanSettings(seed=0, per_class=200))
     assert not any(j.duplicates or j.near_dup or j.blank for j in plain.jobs)
-    noisy = build_plan(classes, PlanSettings(seed=0, per_class=200,
-                                             realism=Realism(label_noise=0.2)))
+    noisy = build_plan(
+        classes, PlanSettings(seed=0, per_class=200, realism=Realism(label_noise=0.2))
+    )
     organ_sizes = Counter(c.organ_key for c in classes)
     # Flips stay inside an organ, so only CT/MR classes with a sibling class can flip.
-    eligible = [j for j in noisy.jobs
-                if j.cls.modality != "US" and organ_sizes[j.cls.organ_key] > 1]
+    eligible = [
+        j for j in noisy.jobs if j.cls.modality != "US" and organ_sizes[j.cls.organ_key] > 1
+    ]
     flipped = [j for j in noisy.jobs if j.content != j.cls]
     assert 0.15 < len(flipped) / len(eligible) < 0.25
     assert all(j.content.organ_key == j.cls.organ_key for j in flipped)
@@ -226,8 +264,11 @@ def test_defects_are_off_by_default_and_on_with_realism(tmp_path):
 # -- histogram signatures (data.md §4.5) ---------------------------------------------------------
 def _modality_pixels(root: Path, meta: dict, modality: str) -> list[np.ndarray]:
     blanks = set(meta["realism_events"]["blanks"])
-    return [pixels(p) for p in sorted((root / "radiology_ai" / modality).rglob("*.png"))
-            if p.relative_to(root).as_posix() not in blanks]
+    return [
+        pixels(p)
+        for p in sorted((root / "radiology_ai" / modality).rglob("*.png"))
+        if p.relative_to(root).as_posix() not in blanks
+    ]
 
 
 def test_histogram_signatures_per_modality(release):
@@ -245,13 +286,12 @@ def test_histogram_signatures_per_modality(release):
     text_corner[: int(0.3 * SIZE), : int(0.45 * SIZE)] = True  # burned-in annotations
     for im in us_images:
         assert not im[~inside_widest & ~text_corner].any()  # black outside any fan
-        assert (im[inside_narrowest] > 0).mean() > 0.9       # speckle inside it
+        assert (im[inside_narrowest] > 0).mean() > 0.9  # speckle inside it
 
 
 # -- determinism and workers -----------------------------------------------------------------------
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): md5(p) for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {p.relative_to(root).as_posix(): md5(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_same_seed_same_bytes_for_any_worker_count(tmp_path):
@@ -264,7 +304,8 @@ def test_same_seed_same_bytes_for_any_worker_count(tmp_path):
     other = _tree_digest(tmp_path / "other")
     shared = set(one) & set(other)
     assert sum(one[k] != other[k] for k in shared if k.endswith(".png")) > 0.9 * len(
-        [k for k in shared if k.endswith(".png")])
+        [k for k in shared if k.endswith(".png")]
+    )
     assert not list((tmp_path / "one").rglob("*.tmp-*"))  # atomic writes leave no temp files
 
 
@@ -281,13 +322,42 @@ def test_rerun_resumes_and_restores_a_missing_file(tmp_path):
 # -- command line -------------------------------------------------------------------------------
 def test_cli_writes_a_release_and_refuses_foreign_or_conflicting_dirs(tmp_path, capsys):
     out = tmp_path / "synth"
-    assert cli(["--out", str(out), "--classes", "5", "--images-per-class", "2",
-                "--size", "32", "--quiet"]) == 0
+    assert (
+        cli(
+            [
+                "--out",
+                str(out),
+                "--classes",
+                "5",
+                "--images-per-class",
+                "2",
+                "--size",
+                "32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert (out / "RadiologyAI_train.csv").is_file()
     assert cli(["--out", str(out), "--classes", "6", "--size", "32", "--quiet"]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert cli(["--out", str(out), "--classes", "6", "--images-per-class", "2", "--size", "32",
-                "--quiet", "--overwrite"]) == 0
+    assert (
+        cli(
+            [
+                "--out",
+                str(out),
+                "--classes",
+                "6",
+                "--images-per-class",
+                "2",
+                "--size",
+                "32",
+                "--quiet",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     assert len(json.loads((out / META_NAME).read_text())["classes"]) == 6
     foreign = tmp_path / "foreign"
     foreign.mkdir()
@@ -304,7 +374,8 @@ def test_api_rejects_bad_requests(tmp_path):
     with pytest.raises(GeneratorError, match="split"):
         generate_radimagenet(tmp_path / "a", classes=3, split=(0.5, 0.2, 0.2), progress=False)
     with pytest.raises(GeneratorError, match="cnr_range"):
-        generate_radimagenet(tmp_path / "b", classes=3, render_options={"cnr_range": (3, 1)},
-                             progress=False)
+        generate_radimagenet(
+            tmp_path / "b", classes=3, render_options={"cnr_range": (3, 1)}, progress=False
+        )
     with pytest.raises(ValueError, match="MOD/organ|must"):
         generate_radimagenet(tmp_path / "c", classes=["XR/chest/normal"], progress=False)

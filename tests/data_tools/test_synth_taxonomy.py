@@ -28,14 +28,24 @@ def test_default_taxonomy_has_the_release_shape_and_real_odd_names():
     assert organs["MR"] == {"af", "brain", "hip", "knee", "shoulder", "spine", "abd"}
     assert all(c.name is None for c in classes if c.modality == "US")
     names = {c.name for c in classes}
-    for odd in ("ca++_tendinosis", "achilles_pathology_", "cord_pathology_", "liver_disease_",
-                "Nodule", "Airspace_opacity", "Plantar_plate_tear", "pituatary_lesion",
-                "foraminal_pathlogy"):
+    for odd in (
+        "ca++_tendinosis",
+        "achilles_pathology_",
+        "cord_pathology_",
+        "liver_disease_",
+        "Nodule",
+        "Airspace_opacity",
+        "Plantar_plate_tear",
+        "pituatary_lesion",
+        "foraminal_pathlogy",
+    ):
         assert odd in names
     knee = ClassKey("MR", "knee", "meniscal_abnormality")
     assert (knee.key, knee.label, knee.folder) == (
-        "MR__knee__meniscal_abnormality", "MR-knee-meniscal_abnormality",
-        "radiology_ai/MR/knee/meniscal_abnormality")
+        "MR__knee__meniscal_abnormality",
+        "MR-knee-meniscal_abnormality",
+        "radiology_ai/MR/knee/meniscal_abnormality",
+    )
     assert ClassKey("US", "gb").folder == "radiology_ai/US/gb"
 
 
@@ -58,7 +68,10 @@ def test_bad_subset_sizes_and_taxonomy_files_fail_clearly(tmp_path):
     good = tmp_path / "good.json"
     good.write_text('["CT/abd/normal", "MR/knee/ca++_weird_", "US/thyroid"]')
     assert [c.key for c in load_taxonomy(good)] == [
-        "CT__abd__normal", "MR__knee__ca++_weird_", "US__thyroid"]
+        "CT__abd__normal",
+        "MR__knee__ca++_weird_",
+        "US__thyroid",
+    ]
 
 
 def test_long_tail_has_dominant_normals_and_balanced_is_flat():

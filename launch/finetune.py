@@ -1,0 +1,20 @@
+"""Stage 2: fine-tune a classifier without masks, from a heated model, a checkpoint or scratch.
+
+    deepspeed --num_gpus N launch/finetune.py --config configs/finetune/<name>.yaml model.init=PATH
+    python launch/finetune.py --config ... model.init=null       # from scratch: the baseline
+
+``model.init`` is a heated model (``<run>/model/model.pt``) or any timm/torch checkpoint; the
+classification head is re-initialised when the class count differs. The policy is always off.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from pgnm.train.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    main("finetune", None, __doc__.splitlines()[0], overrides={"policy.enabled": False})

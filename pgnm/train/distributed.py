@@ -1,0 +1,100 @@
+"""Process-group plumbing: one code path for the deepspeed launcher, torchrun and plain python.
+
+Launchers export RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; plain ``python``
+exports nothing, and DeepSpeed then tries MPI discovery and fails. ``setup`` fills in a
+single-process world on a free loopback port, picks the accelerator (CUDA if asked for and
+present, else the CPU with gloo), and lets DeepSpeed create the process group.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def dali_device_id(self) -> int | None:
+        return self.local_rank if self.device.type == "cuda" else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def setup(device: str = "auto") -> World:
+    """Initialise (or join) the process group; safe to call once per process."""
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("engine.device=cuda but no CUDA device is visible")
+    if not use_cuda:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    if "RANK" not in os.environ:  # plain `python launch/...`: a world of one
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="nccl" if use_cuda else "gloo")
+    return World(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=local_rank,
+        device=torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"),
+    )
+
+
+def average_(tensors: list[torch.Tensor]) -> None:
+    """In-place mean across ranks (running statistics that must agree everywhere)."""
+    if dist.get_world_size() == 1 or not tensors:
+        return
+    flat = torch.cat([t.detach().reshape(-1).double() for t in tensors])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset : offset + t.numel()].view_as(t).to(t.dtype))
+        offset += t.numel()
+
+
+def first_failing_rank(failed: bool, world: World) -> int | None:
+    """The lowest rank that reports ``failed``, agreed by all ranks (None if none did)."""
+    flag = torch.tensor([world.rank if failed else world.world_size], device=world.device)
+    if world.world_size > 1:
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    rank = int(flag.item())
+    return None if rank == world.world_size else rank
+
+
+def gather_objects(obj: object) -> list[object]:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if dist.get_world_size() == 1:
+        return [obj]
+    out: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()

@@ -1,0 +1,88 @@
+"""Per-epoch evaluation and the mask gallery.
+
+Two variants for a PGNM model (one for a plain classifier):
+
+* ``plain``: the classifier on clean images, as the heated model will be used downstream;
+* ``masked``: the official stage-1 evaluation -- one mask drawn from the running state
+  Beta(exp base_alpha, exp base_beta), shared by every image of the batch (the policy itself
+  is not called).
+
+Evaluation draws masks with its own RNG (``torch.random.fork_rng``), so evaluating does not
+shift the training run's random stream: a resumed run stays bit-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from pgnm.mask.reference import build_mask
+from pgnm.train.distributed import World, gather_objects
+from pgnm.train.metrics import classification_metrics
+from pgnm.train.model import PGNMModel
+from pgnm.viz import save_mask_gallery
+
+
+def _state_mask_values(model: PGNMModel, batch: int) -> Tensor:
+    assert model.policy is not None and model.sampler is not None
+    values = model.sampler(model.policy.state_logits(1)).values
+    return values.expand(batch, -1)
+
+
+@torch.no_grad()
+def evaluate(
+    model: PGNMModel,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    world: World,
+    seed: int,
+    modalities: Sequence[str | None] | None = None,
+) -> dict[str, float]:
+    """Metrics over every rank's share of the split, identical on all ranks."""
+    was_training = model.training
+    model.eval()
+    variants = ["plain"] + (["masked"] if model.policy is not None else [])
+    dtype = next(model.classifier.parameters()).dtype  # bf16 under engine.precision=bf16
+    logits: dict[str, list[Tensor]] = {v: [] for v in variants}
+    targets: list[Tensor] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 7_919 + world.rank)
+        for images, labels in batches:
+            images = images.to(world.device, dtype, non_blocking=True)
+            logits["plain"].append(model.classifier(images).float().cpu())
+            if "masked" in logits:
+                masked = model.mask(images, _state_mask_values(model, images.shape[0]))
+                logits["masked"].append(model.classifier(masked).float().cpu())
+            targets.append(labels.cpu())
+    model.train(was_training)
+    local = {v: torch.cat(chunks) for v, chunks in logits.items()}, torch.cat(targets)
+    gathered = gather_objects(local)
+    all_targets = torch.cat([t for _, t in gathered])
+    results = {}
+    for variant in variants:
+        all_logits = torch.cat([parts[variant] for parts, _ in gathered])
+        for name, value in classification_metrics(all_logits, all_targets, modalities).items():
+            results[f"{variant}/{name}"] = value
+    return results
+
+
+@torch.no_grad()
+def mask_gallery(
+    model: PGNMModel, images: Tensor, path: Path, title: str, mean: float, std: float, seed: int
+) -> Path | None:
+    """Images, the masks the policy draws for them, and the masked images (Fig. 4 style)."""
+    if model.policy is None or model.sampler is None:
+        return None
+    was_training = model.training
+    model.eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        values = model.sampler(model.policy(images)).values
+    model.train(was_training)
+    m = model.mask_config
+    masks = build_mask(values, images.shape[-1], m.kernel_size, m.sigma)
+    return save_mask_gallery(
+        images.cpu(), masks.cpu(), (images * masks).cpu(), path, mean, std, title
+    )

@@ -1,0 +1,98 @@
+"""What a run leaves behind: model files, metric log, learning curves, summary.
+
+``<run_dir>/<name>/`` holds ``model/model.pt`` (the heated model after stage 1, the fine-tuned
+model after stage 2: classifier weights, timm architecture, class list and the full config),
+``model/policy.pt`` after stage 1 (policy weights with its running state, for analysis),
+``metrics.jsonl`` (one JSON object per log line), ``curves.png``, ``gallery/epoch-NNN.png``
+and ``summary.json``. Every file is written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from pgnm.config import Config, dump_config  # noqa: E402
+from pgnm.train.model import PGNMModel  # noqa: E402
+
+MODEL_FORMAT = "pgnm-classifier/1"
+
+
+def _atomic(path: Path, write) -> Path:  # noqa: ANN001 - a callable taking the temporary path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def save_model(
+    model: PGNMModel, config: Config, classes: list[str], out_dir: Path, stage: str
+) -> Path:
+    """The classifier as fine-tuning (or any timm user) needs it: rebuildable from the file."""
+    payload = {
+        "format": MODEL_FORMAT,
+        "stage": stage,
+        "arch": config.model.arch,
+        "num_classes": config.model.num_classes,
+        "classes": classes,
+        "state_dict": {k: v.detach().cpu() for k, v in model.classifier.state_dict().items()},
+        "config": dump_config(config),
+    }
+    path = _atomic(out_dir / "model" / "model.pt", lambda tmp: torch.save(payload, tmp))
+    if model.policy is not None:
+        policy = {"state_dict": {k: v.cpu() for k, v in model.policy.state_dict().items()}}
+        _atomic(out_dir / "model" / "policy.pt", lambda tmp: torch.save(policy, tmp))
+    return path
+
+
+class MetricLog:
+    """``metrics.jsonl`` on rank 0; other ranks log nothing."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+        if enabled:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log(self, record: dict) -> None:
+        if self.enabled:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def records(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+
+def plot_curves(records: list[dict], path: Path, title: str) -> Path | None:
+    epochs = [r for r in records if r.get("kind") == "epoch"]
+    if not epochs:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    x = [r["epoch"] for r in epochs]
+    left.plot(x, [r["train/loss"] for r in epochs], marker="o", label="train loss")
+    left.plot(x, [r["train/ce"] for r in epochs], marker="o", label="train CE")
+    left.set_xlabel("epoch")
+    left.legend()
+    for key in sorted(k for k in epochs[-1] if k.endswith(("/top1", "/f1_macro"))):
+        right.plot(x, [r.get(key) for r in epochs], marker="o", label=key)
+    right.set_xlabel("epoch")
+    right.set_ylim(0, 1)
+    right.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    written = _atomic(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    plt.close(fig)
+    return written
+
+
+def write_summary(path: Path, summary: dict) -> Path:
+    return _atomic(path, lambda tmp: tmp.write_text(json.dumps(summary, indent=1)))

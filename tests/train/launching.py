@@ -1,0 +1,89 @@
+"""Helpers for real training runs: real launchers in subprocesses, on tiny shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Small enough that a CPU step takes a fraction of a second, big enough to exercise every part.
+TINY = [
+    "model.arch=resnet10t",
+    "policy.hidden_dim=16",
+    "mask.grid=8",
+    "mask.kernel_size=3",
+    "mask.sigma=1.0",
+    "data.image_size=32",
+    "data.eval_resize=36",
+    "data.batch_size=8",
+    "data.num_workers=1",
+    "data.shuffle_buffer=16",
+    "schedule.epochs=2",
+    "tracking.log_every=1",
+    "optim.lr=0.01",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def command(script: str, ranks: int, shards: Path, run_dir: Path, *overrides: str) -> list[str]:
+    args = [
+        str(ROOT / "launch" / script),
+        *TINY,
+        f"data.root={shards}",
+        f"run_dir={run_dir}",
+        *overrides,
+    ]
+    if ranks == 1:
+        return [sys.executable, *args]
+    launcher = Path(sys.executable).with_name("deepspeed")
+    return [
+        sys.executable,
+        str(launcher),
+        "--num_gpus",
+        str(ranks),
+        "--master_port",
+        str(free_port()),
+        *args,
+    ]
+
+
+def environment() -> dict:
+    env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)  # each run brings its own world
+    return env
+
+
+def train(
+    script: str, ranks: int, shards: Path, run_dir: Path, *overrides: str, expect_ok: bool = True
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        command(script, ranks, shards, run_dir, *overrides),
+        cwd=ROOT,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if expect_ok:
+        assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
+    return result
+
+
+def summary(run_dir: Path, name: str) -> dict:
+    return json.loads((run_dir / name / "summary.json").read_text())
+
+
+def train_samples(shards: Path) -> int:
+    return json.loads((shards / "dataset.json").read_text())["splits"]["train"]["samples"]

@@ -1,0 +1,136 @@
+"""Stage 1 and stage 2 through the real launchers: plain python (1 rank), deepspeed (2 ranks)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from launching import summary, train, train_samples
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+
+
+def test_pretrain_one_rank_paper_objective_writes_every_output(tiny_shards, tmp_path):
+    train("pretrain.py", 1, tiny_shards, tmp_path, "name=heated")
+    out = tmp_path / "heated"
+    result = summary(tmp_path, "heated")
+    per_epoch = train_samples(tiny_shards) // 8
+    assert result["world_size"] == 1 and result["global_step"] == 2 * per_epoch
+    final = result["final"]
+    for key in (
+        "plain/top1",
+        "plain/top5",
+        "plain/f1_macro",
+        "plain/precision_macro",
+        "plain/balanced_accuracy",
+        "plain/auroc_macro_ovr",
+        "masked/top1",
+        "masked/f1_macro",
+    ):
+        assert 0.0 <= final[key] <= 1.0, key
+    assert any(key.startswith("plain/top1_") for key in final)  # per-modality accuracy
+    heated = torch.load(out / "model" / "model.pt", weights_only=True)
+    assert (
+        heated["arch"] == "resnet10t" and heated["num_classes"] == 6 and len(heated["classes"]) == 6
+    )
+    assert "mask:" in heated["config"] and "fc.weight" in heated["state_dict"]
+    policy = torch.load(out / "model" / "policy.pt", weights_only=True)["state_dict"]
+    assert policy["base_alpha"].shape == (1, 64)
+    for png in ("gallery/epoch-000.png", "gallery/epoch-001.png", "curves.png"):
+        with Image.open(out / png) as image:
+            assert image.width > 300
+    epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [0, 1]
+    assert sum(r["kind"] == "step" for r in epochs) == 2 * per_epoch
+
+
+@pytest.mark.parametrize("zero_stage", [0, 2])
+def test_pretrain_two_ranks_reinforce_keeps_running_state_identical(
+    tiny_shards, tmp_path, zero_stage
+):
+    train(
+        "pretrain.py",
+        2,
+        tiny_shards,
+        tmp_path,
+        "name=two",
+        "objective.name=reinforce",
+        f"engine.zero_stage={zero_stage}",
+        "schedule.epochs=1",
+    )
+    result = summary(tmp_path, "two")
+    steps = (train_samples(tiny_shards) // 2) // 8  # the same on both ranks
+    assert result["world_size"] == 2 and result["global_step"] == steps
+    assert result["running_state_rank_spread"] == 0.0
+    assert (tmp_path / "two" / "checkpoints" / f"step-{steps:08d}" / "complete.json").is_file()
+
+
+def test_finetune_from_heated_model_and_baseline_two_ranks(tiny_shards, tmp_path):
+    train("pretrain.py", 1, tiny_shards, tmp_path, "name=heated", "schedule.max_steps=3")
+    heated = tmp_path / "heated" / "model" / "model.pt"
+    train(
+        "finetune.py",
+        2,
+        tiny_shards,
+        tmp_path,
+        "name=tuned",
+        f"model.init={heated}",
+        "schedule.epochs=1",
+        "schedule.warmup_epochs=1",
+    )
+    train(
+        "finetune.py",
+        2,
+        tiny_shards,
+        tmp_path,
+        "name=baseline",
+        "schedule.epochs=1",
+        "optim.grad_accum_steps=2",
+        "optim.grad_clip=1.0",
+    )
+    tuned, baseline = summary(tmp_path, "tuned"), summary(tmp_path, "baseline")
+    per_rank = (train_samples(tiny_shards) // 2) // 8
+    assert (tuned["global_step"], baseline["global_step"]) == (per_rank, per_rank // 2)
+    assert tuned["stage"] == baseline["stage"] == "finetune"
+    assert "masked/top1" not in tuned["final"] and "plain/f1_macro" in tuned["final"]
+    model = torch.load(tmp_path / "tuned" / "model" / "model.pt", weights_only=True)
+    assert (
+        model["stage"] == "finetune" and not (tmp_path / "tuned" / "model" / "policy.pt").exists()
+    )
+
+
+def test_finetune_reinitialises_the_head_for_another_class_count(tiny_shards, tmp_path):
+    from pgnm.config import ModelConfig
+    from pgnm.models import create_classifier
+
+    other = create_classifier(ModelConfig(arch="resnet10t", num_classes=165))
+    torch.save({"state_dict": other.state_dict()}, tmp_path / "rin165.pth")
+    result = train(
+        "finetune.py",
+        1,
+        tiny_shards,
+        tmp_path,
+        "name=transfer",
+        f"model.init={tmp_path / 'rin165.pth'}",
+        "schedule.max_steps=2",
+    )
+    assert "classification head re-initialised" in result.stdout
+    assert summary(tmp_path, "transfer")["global_step"] == 2
+
+
+def test_bf16_pretraining_on_cpu(tiny_shards, tmp_path):
+    train(
+        "pretrain.py",
+        1,
+        tiny_shards,
+        tmp_path,
+        "name=bf16",
+        "engine.precision=bf16",
+        "schedule.max_steps=2",
+    )
+    result = summary(tmp_path, "bf16")
+    assert result["global_step"] == 2 and 0.0 <= result["final"]["masked/top1"] <= 1.0
+    heated = torch.load(tmp_path / "bf16" / "model" / "model.pt", weights_only=True)
+    assert heated["state_dict"]["fc.weight"].dtype == torch.bfloat16
