@@ -172,7 +172,7 @@ def write_dali_index(tar_path: Path, index_path: Path) -> int:
     return len(samples)
 
 
-def _file_md5(path: Path) -> str:
+def file_md5(path: Path) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -232,7 +232,7 @@ def write_shard(tar_path: Path, keyed: Sequence[tuple[str, Record]], encoding: E
         "name": tar_path.name,
         "samples": len(rows),
         "bytes": partial[".tar"].stat().st_size,
-        "md5": _file_md5(partial[".tar"]),
+        "md5": file_md5(partial[".tar"]),
         "rows": rows,
     }
     partial[".json"].write_text(json.dumps(sidecar))

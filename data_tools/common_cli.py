@@ -8,8 +8,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from data_tools.common import Encoding, ShardingError
-from pgnm.data.manifest import REPORT_FILE, DatasetInfo
+from data_tools.common import Encoding, Record, ShardingError, write_dataset
+from pgnm.data.manifest import REPORT_FILE, ClassInfo, DatasetInfo
+
+Collected = tuple[list[Record], list[ClassInfo]]
 
 
 def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,17 +31,23 @@ def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="rewrite every shard")
 
 
-def encoding_from(args: argparse.Namespace) -> Encoding:
-    return Encoding(args.format, args.jpeg_quality, args.raw_size)
+def convert(args: argparse.Namespace, source: str, collect: Callable[[], Collected]) -> None:
+    """Collect the samples, write the shards, print the summary.
 
-
-def run_converter(main_body: Callable[[], None]) -> None:
-    """Turn :class:`ShardingError` into a one-line message and exit status 2, no traceback."""
+    A :class:`ShardingError` (bad input, named in its message) becomes one line on stderr and
+    exit status 2, not a traceback.
+    """
     try:
-        main_body()
+        records, classes = collect()
+        info = write_dataset(
+            args.out, records, classes, source,
+            Encoding(args.format, args.jpeg_quality, args.raw_size),
+            args.samples_per_shard, args.seed, args.workers, args.overwrite,
+        )
     except ShardingError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    report_summary(args.out, info)
 
 
 def report_summary(out: Path, info: DatasetInfo) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from data_tools.common import Record, ShardingError, write_dataset
-from data_tools.common_cli import add_shard_arguments, encoding_from, report_summary, run_converter
+from data_tools.common import Record, ShardingError
+from data_tools.common_cli import add_shard_arguments, convert
 from pgnm.data.manifest import ClassInfo
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -63,22 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     add_shard_arguments(parser)
     args = parser.parse_args(argv)
 
-    def body() -> None:
-        records, classes = collect(args.src)
-        info = write_dataset(
-            args.out,
-            records,
-            classes,
-            "folder_to_wds",
-            encoding_from(args),
-            args.samples_per_shard,
-            args.seed,
-            args.workers,
-            args.overwrite,
-        )
-        report_summary(args.out, info)
-
-    run_converter(body)
+    convert(args, "folder_to_wds", lambda: collect(args.src))
 
 
 if __name__ == "__main__":

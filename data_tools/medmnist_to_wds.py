@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_tools.common import Record, ShardingError, write_dataset
-from data_tools.common_cli import add_shard_arguments, encoding_from, report_summary, run_converter
+from data_tools.common import Record, ShardingError
+from data_tools.common_cli import add_shard_arguments, convert
 from pgnm.data.manifest import ClassInfo
 
 SPLITS = ("train", "val", "test")
@@ -76,23 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     add_shard_arguments(parser)
     args = parser.parse_args(argv)
 
-    def body() -> None:
-        names = args.classes.split(",") if args.classes else None
-        records, classes = collect(args.src, names)
-        info = write_dataset(
-            args.out,
-            records,
-            classes,
-            "medmnist_to_wds",
-            encoding_from(args),
-            args.samples_per_shard,
-            args.seed,
-            args.workers,
-            args.overwrite,
-        )
-        report_summary(args.out, info)
-
-    run_converter(body)
+    names = args.classes.split(",") if args.classes else None
+    convert(args, "medmnist_to_wds", lambda: collect(args.src, names))
 
 
 if __name__ == "__main__":

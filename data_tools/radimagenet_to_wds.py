@@ -21,8 +21,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from data_tools.common import Record, ShardingError, write_dataset
-from data_tools.common_cli import add_shard_arguments, encoding_from, report_summary, run_converter
+from data_tools.common import Record, ShardingError
+from data_tools.common_cli import add_shard_arguments, convert
 from pgnm.data.manifest import ClassInfo
 
 SPLITS = ("train", "val", "test")
@@ -118,24 +118,13 @@ def main(argv: list[str] | None = None) -> None:
     add_shard_arguments(parser)
     args = parser.parse_args(argv)
 
-    def body() -> None:
+    def collect_and_warn() -> tuple[list[Record], list[ClassInfo]]:
         records, classes, warnings = collect(args.src)
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        info = write_dataset(
-            args.out,
-            records,
-            classes,
-            "radimagenet_to_wds",
-            encoding_from(args),
-            args.samples_per_shard,
-            args.seed,
-            args.workers,
-            args.overwrite,
-        )
-        report_summary(args.out, info)
+        return records, classes
 
-    run_converter(body)
+    convert(args, "radimagenet_to_wds", collect_and_warn)
 
 
 if __name__ == "__main__":

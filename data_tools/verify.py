@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import sys
@@ -24,16 +23,9 @@ import numpy as np
 from PIL import Image
 from webdataset import WebDataset
 
+from data_tools.common import file_md5
 from pgnm.data.dali import dali_available
 from pgnm.data.manifest import MANIFEST_FILE, ManifestError, load_classes, load_dataset_info
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _decode(payload: bytes, image_format: str, raw_size: int | None) -> None:
@@ -129,7 +121,7 @@ def verify(root: str | Path, use_dali: bool = True) -> dict:
             if not tar.is_file() or not tar.with_suffix(".idx").is_file():
                 problems.append(f"{tar}: missing (tar or index)")
                 continue
-            if tar.stat().st_size != shard.bytes or _md5(tar) != shard.md5:
+            if tar.stat().st_size != shard.bytes or file_md5(tar) != shard.md5:
                 problems.append(f"{tar}: size or md5 differs from {root / 'dataset.json'}")
             n, found = _check_webdataset(tar, ext, info, manifest[split])
             seen += n

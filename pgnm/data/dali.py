@@ -23,9 +23,8 @@ from pgnm.data.manifest import split_shards
 from pgnm.data.spec import (
     AugmentSpec,
     DataError,
-    eval_batches,
+    batches_per_epoch,
     rank_range,
-    train_batches_per_epoch,
 )
 
 
@@ -58,17 +57,9 @@ class DaliLoader:
         self.device_id, self.num_threads = device_id, num_threads
         self.shuffle_buffer = shuffle_buffer
         self.num_samples = self.info.splits[split].samples
-        if train:
-            self.batches_per_epoch = train_batches_per_epoch(
-                self.num_samples, world_size, batch_size
-            )
-            if self.batches_per_epoch == 0:
-                raise DataError(
-                    f"{root}/{split}: {self.num_samples} samples cannot fill one batch of "
-                    f"{batch_size} on each of {world_size} ranks"
-                )
-        else:
-            self.batches_per_epoch = eval_batches(self.num_samples, rank, world_size, batch_size)
+        self.batches_per_epoch = batches_per_epoch(
+            self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}"
+        )
         self.epoch, self.step = 0, 0
         self._checkpoint: str | None = None
         self._pipe = None

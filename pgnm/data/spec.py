@@ -57,6 +57,21 @@ def eval_batches(total: int, rank: int, world: int, batch_size: int) -> int:
     return math.ceil((stop - start) / batch_size)
 
 
+def batches_per_epoch(
+    total: int, batch_size: int, train: bool, rank: int, world: int, where: str
+) -> int:
+    """Training: full batches every rank can fill. Evaluation: this rank's share, once."""
+    if not train:
+        return eval_batches(total, rank, world, batch_size)
+    batches = train_batches_per_epoch(total, world, batch_size)
+    if batches == 0:
+        raise DataError(
+            f"{where}: {total} samples cannot fill one batch of {batch_size} on each of "
+            f"{world} ranks"
+        )
+    return batches
+
+
 def random_resized_crop_box(
     height: int, width: int, rng: np.random.Generator, spec: AugmentSpec
 ) -> tuple[int, int, int, int]:

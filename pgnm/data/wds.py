@@ -35,10 +35,9 @@ from pgnm.data.manifest import split_shards
 from pgnm.data.spec import (
     AugmentSpec,
     DataError,
-    eval_batches,
+    batches_per_epoch,
     random_resized_crop_box,
     rank_range,
-    train_batches_per_epoch,
 )
 
 
@@ -209,17 +208,9 @@ class WebDatasetLoader:
         self.num_workers, self.shuffle_buffer = num_workers, shuffle_buffer
         self.on_bad_sample = on_bad_sample
         self.num_samples = info.splits[split].samples
-        if train:
-            self.batches_per_epoch = train_batches_per_epoch(
-                self.num_samples, world_size, batch_size
-            )
-            if self.batches_per_epoch == 0:
-                raise DataError(
-                    f"{root}/{split}: {self.num_samples} samples cannot fill one batch of "
-                    f"{batch_size} on each of {world_size} ranks"
-                )
-        else:
-            self.batches_per_epoch = eval_batches(self.num_samples, rank, world_size, batch_size)
+        self.batches_per_epoch = batches_per_epoch(
+            self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}"
+        )
         self.epoch, self.step, self.skipped = 0, 0, 0
 
     def __len__(self) -> int:
