@@ -5,7 +5,8 @@
 1. generates a small synthetic RadImageNet (raw release layout + split CSVs) and shards it;
 2. pretrains the heated model (stage 1) with ``--ranks`` CPU ranks under the deepspeed launcher;
 3. fine-tunes the heated model and, for comparison, the same backbone from scratch (stage 2);
-4. prints a table of the test-relevant metrics and where the models, plots and logs are.
+4. prints a table of the validation metrics, the registry lineage of the fine-tuned model
+   (MLflow, embedded sqlite store under ``<out>/runs/mlflow``), and where everything is.
 
 Every step is skipped when its output already exists, so an interrupted quickstart continues.
 The configs are ``configs/pretrain/smoke.yaml`` and ``configs/finetune/smoke.yaml``.
@@ -79,6 +80,12 @@ def _summary(runs: Path, name: str) -> dict:
     return json.loads((runs / name / "summary.json").read_text())
 
 
+def _heated_uri(runs: Path, model_file: Path) -> str:
+    """The registered heated model (models:/name/version), or its file if MLflow was off."""
+    registered = _summary(runs, "smoke-pretrain").get("registered")
+    return registered["model_uri"] if registered else str(model_file)
+
+
 def run(out: Path, ranks: int, images: int, classes: int) -> dict:
     start = time.perf_counter()
     shards = prepare_data(out, images, classes)
@@ -98,7 +105,7 @@ def run(out: Path, ranks: int, images: int, classes: int) -> dict:
             "finetune.py",
             "configs/finetune/smoke.yaml",
             "finetune-heated",
-            [f"model.init={heated_model}"],
+            ["model.init={heated}"],  # filled in once stage 1 has registered its model
         ),
         (
             "4/4 stage 2: baseline from scratch",
@@ -113,6 +120,7 @@ def run(out: Path, ranks: int, images: int, classes: int) -> dict:
         if (runs / name / "summary.json").is_file():
             console.print(f"{name}: done already, skipping")
             continue
+        extra = [e.format(heated=_heated_uri(runs, heated_model)) for e in extra]
         _launch(script, ranks, config, *common, f"name={name}", *extra)
 
     table = Table(title=f"pgnm quickstart ({ranks} CPU ranks, synthetic RadImageNet, val split)")
@@ -137,6 +145,25 @@ def run(out: Path, ranks: int, images: int, classes: int) -> dict:
                 f"{summary['train_img_s']:.1f}",
             )
     console.print(table)
+    tuned = results["finetune-heated"].get("registered")
+    if tuned:  # the registry's view: fine-tuned model -> heated model -> run -> data
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pgnm.tracking",
+                "--run-dir",
+                str(runs),
+                "lineage",
+                tuned["model_uri"],
+            ],
+            cwd=ROOT,
+            check=False,
+        )
+        store = runs / "mlflow" / "mlflow.db"
+        console.print(
+            f"MLflow UI:     mlflow ui --backend-store-uri sqlite:///{store} --host 127.0.0.1"
+        )
     console.print(f"heated model:  {heated_model}")
     console.print(f"mask gallery:  {runs / 'smoke-pretrain' / 'gallery'}")
     console.print(f"curves:        {runs}/*/curves.png;  metrics: {runs}/*/metrics.jsonl")

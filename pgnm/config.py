@@ -143,7 +143,7 @@ class TrackingConfig(_Section):
     uri: str | None = None  # null = sqlite store under run_dir (or $MLFLOW_TRACKING_URI)
     experiment: str = "pgnm"
     registered_model: str | None = None  # null = pgnm-heated-<arch>
-    alias: str = "latest"
+    alias: str = "current"  # MLflow reserves "latest" (models:/<name>/latest is built in)
     log_every: int = Field(50, ge=1)
 
 

@@ -73,3 +73,28 @@ def write_raw_release(root, per_class=6, size=(40, 48), seed=0):
 def raw_release(tmp_path):
     src = tmp_path / "release"
     return src, write_raw_release(src)
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory):
+    """Six classes across CT/MR/US, 40-px images, shards of 24."""
+    from data_tools.radimagenet_to_wds import main as shard
+    from data_tools.synth.generate import generate_radimagenet
+
+    root = tmp_path_factory.mktemp("tiny_data")
+    generate_radimagenet(
+        root / "raw", classes=6, total=168, size=40, seed=0, balanced=True, progress=False
+    )
+    shard(
+        [
+            "--src",
+            str(root / "raw"),
+            "--out",
+            str(root / "shards"),
+            "--samples-per-shard",
+            "24",
+            "--workers",
+            "1",
+        ]
+    )
+    return root / "shards"

@@ -10,6 +10,7 @@ Read ``fit`` first: prepare (checks, model, data, engine, resume), then epochs o
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -19,14 +20,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pgnm.config import Config, with_overrides
+from pgnm.config import Config, dump_config, flatten, with_overrides
 from pgnm.data import Loader, build_loader
-from pgnm.data.manifest import ClassInfo, load_classes
+from pgnm.data.manifest import ClassInfo, load_classes, load_dataset_info
 from pgnm.method import NonFiniteError
 from pgnm.models import load_backbone, read_weights
+from pgnm.tracking import Tracker, declare_model_input, log_classifier, open_run, resolve_init
+from pgnm.tracking import tracking_uri as resolve_tracking_uri
 from pgnm.train import checkpoint, outputs
 from pgnm.train.distributed import World, average_, first_failing_rank, gather_objects, setup
-from pgnm.train.engine import build_engine, set_epoch_learning_rates
+from pgnm.train.engine import build_engine, deepspeed_config, set_epoch_learning_rates
 from pgnm.train.evaluate import evaluate, mask_gallery
 from pgnm.train.model import PGNMModel, StepOutput
 
@@ -53,6 +56,8 @@ class Run:
     log: outputs.MetricLog
     out_dir: Path
     running_state: list[torch.Tensor]
+    tracker: Tracker
+    source_tags: dict[str, str]  # where model.init came from, for lineage
     global_step: int = 0
     start_epoch: int = 0
     images_seen: int = 0
@@ -67,12 +72,16 @@ class Run:
 
 def fit(config: Config, stage: str) -> dict:
     run = prepare(config, stage)
-    for epoch in range(run.start_epoch, run.config.schedule.epochs):
-        sums = train_epoch(run, epoch)
-        end_epoch(run, epoch, sums)
-        if run.stopped:
-            break
-    return finish(run)
+    try:
+        for epoch in range(run.start_epoch, run.config.schedule.epochs):
+            sums = train_epoch(run, epoch)
+            end_epoch(run, epoch, sums)
+            if run.stopped:
+                break
+        return finish(run)
+    except BaseException:
+        run.tracker.close("FAILED", timeout=10)
+        raise
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -107,10 +116,13 @@ def prepare(config: Config, stage: str) -> Run:
     # per-rank stream for masks and dropout.
     _seed_everything(config.seed)
     model = PGNMModel(config)
-    if config.model.init is not None:
-        init = config.model.init
-        if load_backbone(model.classifier, read_weights(init), init) and world.is_main:
-            print(f"{init}: other class count, classification head re-initialised")
+    store = resolve_tracking_uri(config.tracking, config.run_dir) if world.is_main else None
+    store = gather_objects(store)[0]  # one store for every rank: rank 0's
+    source_tags: dict[str, str] = {}
+    if config.model.init is not None:  # a file, or a models:/ or runs:/ URI every rank fetches
+        init, source_tags = resolve_init(config.model.init, store)
+        if load_backbone(model.classifier, read_weights(init), config.model.init) and world.is_main:
+            print(f"{config.model.init}: other class count, classification head re-initialised")
     device_id = world.dali_device_id
     train_loader = build_loader(config, "train", True, world.rank, world.world_size, device_id)
     val_loader = build_loader(config, "val", False, world.rank, world.world_size, device_id)
@@ -121,16 +133,53 @@ def prepare(config: Config, stage: str) -> Run:
     if hasattr(model.objective, "baseline"):
         running_state.append(model.objective.baseline)
     out_dir = Path(config.run_dir) / config.name
-    run = Run(config, stage, world, classes, model, engine, optimizer, train_loader, val_loader,
-              outputs.MetricLog(out_dir / "metrics.jsonl", world.is_main), out_dir, running_state)
+    position: dict = {"global_step": 0, "epoch": 0}
+    loader_state = None
     resume_from = checkpoint.resolve_resume(config.engine.resume, out_dir / "checkpoints")
     if resume_from is not None:
         position, loader_state = checkpoint.load(engine, resume_from, world)
         train_loader.load_state_dict(loader_state)
-        run.global_step, run.start_epoch = position["global_step"], position["epoch"]
         if world.is_main:
-            print(f"resumed from {resume_from} (epoch {run.start_epoch}, step {run.global_step})")
+            print(f"resumed from {resume_from} "
+                  f"(epoch {position['epoch']}, step {position['global_step']})")
+    tracker = _open_tracker(config, stage, world, out_dir, position.get("tracking_run_id"),
+                            source_tags)
+    run = Run(config, stage, world, classes, model, engine, optimizer, train_loader, val_loader,
+              outputs.MetricLog(out_dir / "metrics.jsonl", world.is_main, tracker), out_dir,
+              running_state, tracker, source_tags)
+    run.global_step, run.start_epoch = position["global_step"], position["epoch"]
     return run
+
+
+def _open_tracker(config: Config, stage: str, world: World, out_dir: Path,
+                  resume_run_id: str | None, source_tags: dict[str, str]) -> Tracker:
+    """Rank 0 opens (or resumes) the MLflow run and logs what defines it; others get a no-op."""
+    if not world.is_main:  # learns the run id, logs nothing
+        return Tracker(gather_objects(None)[0], None, out_dir, enabled=False)
+    data = load_dataset_info(config.data.root)
+    baseline = stage == "finetune" and config.model.init is None
+    tags = {"pgnm.baseline": str(baseline).lower(), "pgnm.data.plan_hash": data.plan_hash,
+            "pgnm.data.samples": str(data.splits["train"].samples),
+            "pgnm.data.shards": str(sum(len(s.shards) for s in data.splits.values())),
+            **source_tags}
+    tracker = open_run(config, stage, out_dir, resume_run_id, tags)
+    gather_objects(tracker.run_id)
+    if resume_run_id is None:
+        tracker.log_params(flatten(config))
+        files = {"config.yaml": dump_config(config),
+                 "deepspeed_config.json": json.dumps(deepspeed_config(config, world.world_size))}
+        for name, text in files.items():
+            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            (out_dir / name).write_text(text)
+            tracker.log_artifact(out_dir / name)
+        tracker.log_artifact(Path(config.data.root) / "dataset.json", "data")
+        if tracker.run_id and source_tags.get("pgnm.source_model_id"):
+            try:
+                declare_model_input(tracker.tracking_uri, tracker.run_id,
+                                    source_tags["pgnm.source_model_id"])
+            except Exception as err:  # lineage tags still record the edge
+                print(f"warning: could not declare the model input in MLflow: {err}")
+    return tracker
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -155,7 +204,8 @@ def _guarded_forward(run: Run, images: torch.Tensor, labels: torch.Tensor) -> St
 
 
 def save_checkpoint(run: Run, epoch: int, step_in_epoch: int) -> None:
-    position = {"global_step": run.global_step, "epoch": epoch, "step_in_epoch": step_in_epoch}
+    position = {"global_step": run.global_step, "epoch": epoch, "step_in_epoch": step_in_epoch,
+                "tracking_run_id": run.tracker.run_id}
     checkpoint.save(run.engine, run.out_dir / "checkpoints", run.world, position,
                     run.train_loader.state_dict(), run.config.engine.checkpoint_keep)
 
@@ -219,9 +269,10 @@ def end_epoch(run: Run, epoch: int, sums: dict) -> None:
         if world.is_main:
             dtype = next(model.parameters()).dtype
             images = next(iter(run.val_loader))[0][:6].to(world.device, dtype)
-            mask_gallery(model, images, run.out_dir / "gallery" / f"epoch-{epoch:03d}.png",
-                         f"{config.name}: epoch {epoch}", config.data.mean, config.data.std,
-                         config.seed + epoch)
+            path = run.out_dir / "gallery" / f"epoch-{epoch:03d}.png"
+            gallery = mask_gallery(model, images, path, f"{config.name}: epoch {epoch}",
+                                   config.data.mean, config.data.std, config.seed + epoch)
+            run.tracker.log_artifact(gallery, "gallery")
     run.log.log(record)
     if world.is_main:
         shown = {k: round(record[k], 4) for k in SHOWN if k in record}
@@ -252,9 +303,27 @@ def finish(run: Run) -> dict:
     }
     if run.world.is_main:
         keys = [c.key for c in run.classes]
-        summary["model"] = str(outputs.save_model(run.model, config, keys, run.out_dir, run.stage))
+        model_file = outputs.save_model(run.model, config, keys, run.out_dir, run.stage)
+        summary["model"] = str(model_file)
         curves = outputs.plot_curves(run.log.records(), run.out_dir / "curves.png",
                                      f"{config.name} ({run.stage})")
         summary["curves"] = str(curves) if curves else None
-        outputs.write_summary(run.out_dir / "summary.json", summary)
+        summary["mlflow_run_id"] = run.tracker.run_id
+        summary["tracking_uri"] = run.tracker.tracking_uri
+        if run.tracker.run_id is not None:
+            baseline = run.stage == "finetune" and config.model.init is None
+            tags = {"pgnm.baseline": str(baseline).lower(), **run.source_tags}
+            try:
+                summary["registered"] = log_classifier(
+                    run.tracker.tracking_uri, run.tracker.run_id, run.model.classifier,
+                    model_file, config, run.stage, tags)
+            except Exception as err:  # the store is down: the local model.pt is still there
+                print(f"warning: could not log or register the model in MLflow: {err}")
+        for path in (curves, outputs.write_summary(run.out_dir / "summary.json", summary)):
+            if path is not None:
+                run.tracker.log_artifact(path)
+        fallback = run.tracker.close("FINISHED")
+        if fallback is not None:
+            summary["mlflow_fallback"] = str(fallback)
+            outputs.write_summary(run.out_dir / "summary.json", summary)
     return summary

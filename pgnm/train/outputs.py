@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from pgnm.config import Config, dump_config  # noqa: E402
+from pgnm.tracking import Tracker  # noqa: E402
 from pgnm.train.model import PGNMModel  # noqa: E402
 
 MODEL_FORMAT = "pgnm-classifier/1"
@@ -56,15 +57,22 @@ def save_model(
 class MetricLog:
     """``metrics.jsonl`` on rank 0; other ranks log nothing."""
 
-    def __init__(self, path: Path, enabled: bool) -> None:
-        self.path, self.enabled = path, enabled
+    def __init__(self, path: Path, enabled: bool, tracker: Tracker | None = None) -> None:
+        self.path, self.enabled, self.tracker = path, enabled, tracker
         if enabled:
             path.parent.mkdir(parents=True, exist_ok=True)
 
     def log(self, record: dict) -> None:
-        if self.enabled:
-            with open(self.path, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+        """Append to metrics.jsonl and hand the numbers to MLflow (``train/loss`` etc.)."""
+        if not self.enabled:
+            return
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.tracker is not None:
+            prefix = "" if record.get("kind") == "epoch" else "step/"
+            numbers = {f"{prefix}{k}": v for k, v in record.items()
+                       if k not in ("kind", "step", "epoch")}
+            self.tracker.log_metrics(numbers, step=record["step"])
 
     def records(self) -> list[dict]:
         if not self.path.is_file():

@@ -64,6 +64,12 @@ def test_pretrain_two_ranks_reinforce_keeps_running_state_identical(
     steps = (train_samples(tiny_shards) // 2) // 8  # the same on both ranks
     assert result["world_size"] == 2 and result["global_step"] == steps
     assert result["running_state_rank_spread"] == 0.0
+    from mlflow import MlflowClient  # only rank 0 logs: one run, not one per rank
+
+    runs = MlflowClient(result["tracking_uri"]).search_runs(
+        [MlflowClient(result["tracking_uri"]).get_experiment_by_name("pgnm").experiment_id]
+    )
+    assert [r.info.run_name for r in runs] == ["two"] and runs[0].info.status == "FINISHED"
     assert (tmp_path / "two" / "checkpoints" / f"step-{steps:08d}" / "complete.json").is_file()
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 # Small enough that a CPU step takes a fraction of a second, big enough to exercise every part.
 TINY = [
@@ -60,8 +60,11 @@ def command(script: str, ranks: int, shards: Path, run_dir: Path, *overrides: st
 def environment() -> dict:
     env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)  # each run brings its own world
+    # Each run brings its own world, and its own store (mlflow.set_tracking_uri in a test
+    # exports MLFLOW_TRACKING_URI, which runs started later would inherit).
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
+                "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(var, None)
     return env
 
 

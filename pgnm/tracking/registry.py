@@ -1,0 +1,152 @@
+"""Models in the MLflow registry, and the heated -> fine-tuned lineage MLflow lacks.
+
+MLflow links a model version to the run that made it, not to the model it was fine-tuned
+from. pgnm records that edge three ways: the fine-tune run declares the heated model as a
+model *input* (MLflow 3's ``LoggedModelInput``), the run and the new model version carry
+``pgnm.source_*`` tags, and ``lineage`` walks them back to the pretraining run, its data
+manifest and its config.
+
+Each trained classifier is logged as a LoggedModel holding an inference export (``pt2``,
+with a two-image input example, so the batch size stays free) and, as an extra file,
+pgnm's ``model.pt`` (state dict, timm architecture, classes, config) that fine-tuning
+rebuilds and trains.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pgnm.config import Config
+
+MODEL_FILE = "model.pt"
+
+
+def registered_name(config: Config, stage: str) -> str:
+    if config.tracking.registered_model:
+        return config.tracking.registered_model
+    if stage == "pretrain":
+        kind = "heated"
+    else:  # baselines get their own name, so an alias never jumps between the two kinds
+        kind = "finetuned" if config.model.init is not None else "baseline"
+    return f"pgnm-{kind}-{config.model.arch}"
+
+
+def _model_id(version) -> str | None:  # noqa: ANN001 - ModelVersion
+    """MLflow 3 leaves ``ModelVersion.model_id`` empty at times; ``source`` holds it."""
+    if getattr(version, "model_id", None):
+        return version.model_id
+    match = re.match(r"models:/(m-[0-9a-f]+)", version.source or "")
+    return match.group(1) if match else None
+
+
+def log_classifier(
+    tracking_uri: str,
+    run_id: str,
+    classifier: nn.Module,
+    model_file: Path,
+    config: Config,
+    stage: str,
+    tags: dict[str, str],
+) -> dict:
+    """Log, register and alias the classifier; returns its URIs and version."""
+    import mlflow
+    import mlflow.pytorch
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    name = registered_name(config, stage)
+    export = copy.deepcopy(classifier).float().eval().cpu()
+    side = config.data.image_size
+    # Two images, not one: torch.export fixes any dimension of size 1, and the inference
+    # export should take any batch size.
+    example = torch.zeros(2, 3, side, side).numpy()
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            export,
+            name="heated" if stage == "pretrain" else "finetuned",
+            input_example=example,
+            extra_files=[str(model_file)],
+            registered_model_name=name,
+        )
+    client = MlflowClient(tracking_uri)
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(name, config.tracking.alias, version)
+    m = config.mask
+    version_tags = {
+        "pgnm.stage": stage,
+        "pgnm.run_id": run_id,
+        "pgnm.arch": config.model.arch,
+        "pgnm.objective": config.objective.name if stage == "pretrain" else "ce",
+        "pgnm.mask": f"grid={m.grid},kernel={m.kernel_size},sigma={m.sigma}",
+        **tags,
+    }
+    for key, value in version_tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    return {
+        "model_uri": f"models:/{name}/{version}",
+        "registered_model": name,
+        "version": version,
+        "alias_uri": f"models:/{name}@{config.tracking.alias}",
+        "model_id": info.model_id,
+    }
+
+
+def resolve_init(uri: str, tracking_uri: str) -> tuple[Path, dict[str, str]]:
+    """A local ``model.pt`` for ``model.init`` and the tags naming where it came from.
+
+    Local paths pass through; ``models:/name@alias``, ``models:/name/3``, ``models:/m-<id>``
+    and ``runs:/<run>/<path>`` are downloaded from the tracking store.
+    """
+    if not uri.startswith(("models:/", "runs:/")):
+        return Path(uri), {"pgnm.source_model_uri": uri}
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    tags = {"pgnm.source_model_uri": uri}
+    named = re.match(r"models:/(?!m-)([^/@]+)(?:@(.+)|/(\d+))$", uri)
+    if named:
+        name, alias, number = named.groups()
+        version = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, number)
+        )
+        tags.update(
+            {
+                "pgnm.source_model_name": name,
+                "pgnm.source_model_version": version.version,
+                "pgnm.source_run_id": version.run_id or "",
+            }
+        )
+        if _model_id(version):
+            tags["pgnm.source_model_id"] = _model_id(version)
+    elif uri.startswith("models:/m-"):
+        tags["pgnm.source_model_id"] = uri.split("/")[1]
+    # models:/ URIs are resolved through the registry URI, which does not follow tracking_uri.
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="pgnm-init-")
+        )
+    )
+    found = sorted(local.rglob(MODEL_FILE)) if local.is_dir() else [local]
+    if not found:
+        raise FileNotFoundError(f"model.init={uri}: no {MODEL_FILE} in the downloaded model")
+    return found[0], tags
+
+
+def declare_model_input(tracking_uri: str, run_id: str, model_id: str) -> None:
+    """MLflow 3's native edge: the fine-tune run consumed this LoggedModel."""
+    from mlflow import MlflowClient
+    from mlflow.entities import LoggedModelInput
+
+    MlflowClient(tracking_uri).log_inputs(run_id, models=[LoggedModelInput(model_id=model_id)])
