@@ -227,8 +227,9 @@ def train_epoch(run: Run, epoch: int) -> dict:
         run.engine.step()
         micro += 1
         run.images_seen += images.shape[0] * world.world_size
-        sums["loss"] += out.loss.item()
-        sums["ce"] += out.ce.item()
+        loss, ce = out.loss.item(), out.ce.item()  # one host copy each per step
+        sums["loss"] += loss
+        sums["ce"] += ce
         sums["policy_term"] += 0.0 if out.policy_term is None else out.policy_term.item()
         sums["batches"] += 1
         bar.update()
@@ -236,10 +237,10 @@ def train_epoch(run: Run, epoch: int) -> dict:
             continue  # inside a gradient-accumulation window: no optimizer step yet
         run.global_step += 1
         average_(run.running_state)
-        bar.set_postfix(loss=f"{out.loss.item():.3f}", ce=f"{out.ce.item():.3f}")
+        bar.set_postfix(loss=f"{loss:.3f}", ce=f"{ce:.3f}")
         if run.global_step % config.tracking.log_every == 0:
             run.log.log({"kind": "step", "step": run.global_step, "epoch": epoch,
-                         "loss": out.loss.item(), "ce": out.ce.item(),
+                         "loss": loss, "ce": ce,
                          **{f"lr/{k}": v for k, v in rates.items()}})
         every = config.engine.checkpoint_every
         if every and run.global_step % every == 0:
