@@ -145,16 +145,108 @@ class TrackingConfig(_Section):
     registered_model: str | None = None  # null = pgnm-heated-<arch>
     alias: str = "current"  # MLflow reserves "latest" (models:/<name>/latest is built in)
     log_every: int = Field(50, ge=1)
+    # Nests this run under another (a search's trial run); lineage tools follow the tag.
+    parent_run_id: str | None = None
+    # false: keep model.pt on disk but do not export, log and register the model in MLflow
+    # (the few-shot protocol's hundreds of fine-tunes each would otherwise add one).
+    log_model: bool = True
 
 
 class TuneConfig(_Section):
-    num_samples: int = Field(4, ge=1)
-    scheduler: Literal["asha", "fifo"] = "asha"
+    """A Ray Tune search over this config (``launch/tune.py``); ignored by the other entry points.
+
+    Each trial trains stage 1 and then fine-tunes for ``finetune_epochs`` with
+    ``finetune_overrides`` applied; ASHA compares trials epoch by epoch (see ``pgnm/tune``).
+    """
+
+    num_samples: int = Field(4, ge=1)  # trials (times each grid_search combination)
+    scheduler: Literal["asha", "fifo", "median"] = "asha"
+    searcher: Literal["random", "optuna"] = "random"  # random also expands grid_search
     metric: str = "finetune/val_macro_f1"
     mode: Literal["min", "max"] = "max"
+    grace_period: int = Field(1, ge=1)  # ASHA: epochs every trial gets before it can be stopped
+    reduction_factor: float = Field(2.0, gt=1.0)  # ASHA: keep 1/reduction_factor at each rung
     max_concurrent: int = Field(2, ge=1)
+    max_failures: int = Field(1, ge=0)  # retries of a crashed trial, from its last checkpoint
+    workers_per_trial: int = Field(1, ge=1)  # 1: in-process; more: Ray Train TorchTrainer ranks
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    gpus_per_worker: float = Field(0.0, ge=0.0)
+    finetune_epochs: int = Field(1, ge=0)  # 0: score the heated classifier without stage 2
+    finetune_overrides: dict[str, Any] = Field(default_factory=dict)  # dotted key -> value
     address: str | None = None  # null = start a local Ray; "auto" joins a running cluster
+    num_cpus: int | None = Field(None, ge=1)  # local Ray only; null = all cores
+    dashboard: bool = False
     search_space: dict[str, Any] = Field(default_factory=dict)  # dotted key -> Tune domain spec
+
+
+_INIT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class StageSpec(_Section):
+    """One training run of an initialisation's recipe (``pgnm.protocol``)."""
+
+    stage: Literal["pretrain", "finetune"]
+    config: str | None = None  # YAML file (configs/pretrain/..., configs/finetune/...)
+    overrides: dict[str, Any] = Field(default_factory=dict)  # dotted key -> value
+
+
+class InitSpec(_Section):
+    """Where a few-shot initialisation's weights come from.
+
+    ``model``: null = random; a model.pt / timm file; a ``models:/`` or ``runs:/`` URI; or
+    ``init:<name>``, another initialisation's final model. ``train``: stages trained in order
+    starting from ``model``; the last one's model is the initialisation.
+    """
+
+    model: str | None = None
+    train: list[StageSpec] = Field(default_factory=list)
+
+
+class ControlsConfig(_Section):
+    """Baselines the official comparison lacks (method.md §7 item 8, §7.1)."""
+
+    equal_budget: bool = True  # the baseline also gets the reference's stage-2 fine-tune
+    effective_lr: bool = True  # the baseline at lr x S, the paper objective's implicit factor
+    baseline: str = "baseline"  # the init whose training recipe the controls change
+    reference: str = "heated-paper"  # the PGNM init they are matched to
+    # S: log_grid = log G^2 from the reference's stage-1 mask.grid; measured = the mean
+    # train/policy_term (S) of the reference's stage-1 run; or a number.
+    lr_factor: float | Literal["log_grid", "measured"] = "log_grid"
+    # The equal-budget control's extra stage; null = the reference's last (finetune) stage.
+    stage2: StageSpec | None = None
+
+
+class FewShotConfig(_Section):
+    """The few-shot protocol (``launch/fewshot.py``); ignored by the other entry points.
+
+    The rest of the config is the few-shot fine-tune recipe (policy off, ``model.init`` set
+    per initialisation, ``data.root`` per subset).
+    """
+
+    sizes: list[int] = Field(default_factory=lambda: [8, 16, 32, 64, 128, 256])
+    trials: int = Field(10, ge=1)  # sample draws per size (seeds fewshot.seed + trial)
+    seed: int = 0
+    # name -> MedMNIST-format .npz, folder-per-class directory (<split>/<class>/img) or shards
+    datasets: dict[str, str] = Field(default_factory=dict)
+    inits: dict[str, InitSpec] = Field(default_factory=dict)
+    controls: ControlsConfig = ControlsConfig()
+    min_steps: int = Field(0, ge=0)  # each fine-tune trains at least this many steps
+    keep_runs: bool = False  # keep each fine-tune's directory (model, checkpoints)
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, sizes: list[int]) -> list[int]:
+        if not sizes or any(k < 1 for k in sizes) or len(set(sizes)) != len(sizes):
+            raise ValueError("must be distinct positive sample counts")
+        return sorted(sizes)
+
+    @field_validator("datasets", "inits")
+    @classmethod
+    def _names(cls, entries: dict[str, Any]) -> dict[str, Any]:
+        bad = [n for n in entries if not re.match(_INIT_NAME, n)]
+        if bad:
+            raise ValueError(f"names must match {_INIT_NAME} (got {bad})")
+        return entries
 
 
 class Config(_Section):
@@ -171,6 +263,7 @@ class Config(_Section):
     engine: EngineConfig = EngineConfig()
     tracking: TrackingConfig = TrackingConfig()
     tune: TuneConfig = TuneConfig()
+    fewshot: FewShotConfig = FewShotConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

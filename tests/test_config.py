@@ -125,6 +125,7 @@ def test_flatten_gives_dotted_keys_for_every_leaf():
         "engine",
         "tracking",
         "tune",
+        "fewshot",
     }
 
 

@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         metrics = ", ".join(f"{k}={v:.3f}" for k, v in hop.get("metrics", {}).items())
         run = f"{hop.get('run_name')} ({hop['run_id'][:8]})" if hop.get("run_id") else "-"
         stage = hop["stage"] + (" (baseline)" if hop.get("baseline") else "")
+        if hop.get("search_run_id"):
+            stage += f" (best of search {hop['search_run_id'][:8]}, trial {hop['search_trial']})"
         data = (
             f"{hop.get('data_manifest')} ({hop.get('data_samples')} samples)"
             if hop.get("data_manifest")

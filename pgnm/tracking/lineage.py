@@ -54,6 +54,9 @@ def lineage(uri: str, tracking_uri: str) -> list[dict]:
                 "data_root": params.get("data.root"),
                 "metrics": {k: run.data.metrics[k] for k in SHOWN_METRICS if k in run.data.metrics},
                 "source_model_uri": version.tags.get("pgnm.source_model_uri"),
+                # set when a Ray Tune search picked this model (pgnm/tune)
+                "search_run_id": version.tags.get("pgnm.tune.search_run_id"),
+                "search_trial": version.tags.get("pgnm.tune.trial_id"),
             }
         )
         uri = chain[-1]["source_model_uri"] or ""

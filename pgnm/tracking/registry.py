@@ -98,11 +98,14 @@ def log_classifier(
     }
 
 
-def resolve_init(uri: str, tracking_uri: str) -> tuple[Path, dict[str, str]]:
+def resolve_init(
+    uri: str, tracking_uri: str, download_dir: Path | None = None
+) -> tuple[Path, dict[str, str]]:
     """A local ``model.pt`` for ``model.init`` and the tags naming where it came from.
 
     Local paths pass through; ``models:/name@alias``, ``models:/name/3``, ``models:/m-<id>``
-    and ``runs:/<run>/<path>`` are downloaded from the tracking store.
+    and ``runs:/<run>/<path>`` are downloaded from the tracking store into a fresh folder
+    under ``download_dir`` (the run's own directory; the system temp dir if not given).
     """
     if not uri.startswith(("models:/", "runs:/")):
         return Path(uri), {"pgnm.source_model_uri": uri}
@@ -135,13 +138,19 @@ def resolve_init(uri: str, tracking_uri: str) -> tuple[Path, dict[str, str]]:
     mlflow.set_registry_uri(tracking_uri)
     local = Path(
         mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="pgnm-init-")
+            artifact_uri=uri, dst_path=_fresh_dir(download_dir)
         )
     )
     found = sorted(local.rglob(MODEL_FILE)) if local.is_dir() else [local]
     if not found:
         raise FileNotFoundError(f"model.init={uri}: no {MODEL_FILE} in the downloaded model")
     return found[0], tags
+
+
+def _fresh_dir(parent: Path | None) -> str:
+    if parent is not None:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    return tempfile.mkdtemp(prefix="download-", dir=parent)
 
 
 def declare_model_input(tracking_uri: str, run_id: str, model_id: str) -> None:

@@ -63,6 +63,8 @@ def open_run(
             run_id = resume_run_id
         else:
             exp = experiment_id(client, config.tracking.experiment, uri, config.run_dir)
+            if config.tracking.parent_run_id:  # MLflow's own nesting tag: the UI shows a tree
+                tags = {**tags, "mlflow.parentRunId": config.tracking.parent_run_id}
             run_id = client.create_run(
                 exp, run_name=config.name, tags={"pgnm.stage": stage, **tags}
             ).info.run_id

@@ -1,15 +1,14 @@
 """Process-group plumbing: one code path for the deepspeed launcher, torchrun and plain python.
 
 Launchers export RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; plain ``python``
-exports nothing, and DeepSpeed then tries MPI discovery and fails. ``setup`` fills in a
-single-process world on a free loopback port, picks the accelerator (CUDA if asked for and
+exports nothing, and DeepSpeed then tries MPI discovery and fails. ``setup`` makes that a
+world of one on an in-memory store (no port), picks the accelerator (CUDA if asked for and
 present, else the CPU with gloo), and lets DeepSpeed create the process group.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 
 import torch
@@ -32,12 +31,6 @@ class World:
         return self.local_rank if self.device.type == "cuda" else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def setup(device: str = "auto") -> World:
     """Initialise (or join) the process group; safe to call once per process."""
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
@@ -45,17 +38,23 @@ def setup(device: str = "auto") -> World:
         raise RuntimeError("engine.device=cuda but no CUDA device is visible")
     if not use_cuda:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    if "RANK" not in os.environ:  # plain `python launch/...`: a world of one
+    # Plain `python launch/...` or a one-rank Tune trial: a world of one. (Ray Train creates
+    # the group and the environment itself.)
+    alone = "RANK" not in os.environ and not dist.is_initialized()
+    if alone:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
         torch.cuda.set_device(local_rank)
-    if not dist.is_initialized():
-        import deepspeed
+    if alone:
+        # An in-memory store: no port to pick, so concurrent trials on one node cannot collide.
+        dist.init_process_group("nccl" if use_cuda else "gloo", store=dist.HashStore(),
+                                rank=0, world_size=1)
+    import deepspeed
 
-        deepspeed.init_distributed(dist_backend="nccl" if use_cuda else "gloo")
+    # Creates the group from the launcher's environment, or adopts the one that exists (ours
+    # above, or Ray Train's); a no-op when DeepSpeed has already done either.
+    deepspeed.init_distributed(dist_backend="nccl" if use_cuda else "gloo")
     return World(
         rank=dist.get_rank(),
         world_size=dist.get_world_size(),

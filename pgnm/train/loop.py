@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,17 +71,26 @@ class Run:
         return max_steps is not None and self.global_step >= max_steps
 
 
-def fit(config: Config, stage: str) -> dict:
+EpochHook = Callable[["Run", int, dict], None]
+
+
+def fit(config: Config, stage: str, on_epoch: EpochHook | None = None) -> dict:
+    """Train one stage; ``on_epoch(run, epoch, record)`` runs on every rank after each epoch's
+    evaluation and checkpoint (a search uses it to report to Ray Tune)."""
     run = prepare(config, stage)
     try:
         for epoch in range(run.start_epoch, run.config.schedule.epochs):
             sums = train_epoch(run, epoch)
-            end_epoch(run, epoch, sums)
+            record = end_epoch(run, epoch, sums)
+            if on_epoch is not None:
+                on_epoch(run, epoch, record)
             if run.stopped:
                 break
         return finish(run)
-    except BaseException:
-        run.tracker.close("FAILED", timeout=10)
+    except BaseException as err:
+        # SystemExit(0) from a hook is a requested stop (Tune's scheduler ending a trial)
+        requested = isinstance(err, SystemExit) and not err.code
+        run.tracker.close("KILLED" if requested else "FAILED", timeout=10)
         raise
 
 
@@ -120,7 +130,8 @@ def prepare(config: Config, stage: str) -> Run:
     store = gather_objects(store)[0]  # one store for every rank: rank 0's
     source_tags: dict[str, str] = {}
     if config.model.init is not None:  # a file, or a models:/ or runs:/ URI every rank fetches
-        init, source_tags = resolve_init(config.model.init, store)
+        downloads = Path(config.run_dir) / config.name / "init"
+        init, source_tags = resolve_init(config.model.init, store, downloads)
         if load_backbone(model.classifier, read_weights(init), config.model.init) and world.is_main:
             print(f"{config.model.init}: other class count, classification head re-initialised")
     device_id = world.dali_device_id
@@ -253,7 +264,7 @@ def train_epoch(run: Run, epoch: int) -> dict:
     return sums
 
 
-def end_epoch(run: Run, epoch: int, sums: dict) -> None:
+def end_epoch(run: Run, epoch: int, sums: dict) -> dict:
     """Evaluate, draw the gallery, log, and checkpoint a finished epoch."""
     config, model, world = run.config, run.model, run.world
     run.last_eval = evaluate(model, run.val_loader, world, config.seed + epoch,
@@ -280,6 +291,7 @@ def end_epoch(run: Run, epoch: int, sums: dict) -> None:
         print(f"{run.stage} epoch {epoch}: {shown}")
     if sums["finished"] and not run.stopped:
         save_checkpoint(run, epoch + 1, 0)
+    return record
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -311,7 +323,7 @@ def finish(run: Run) -> dict:
         summary["curves"] = str(curves) if curves else None
         summary["mlflow_run_id"] = run.tracker.run_id
         summary["tracking_uri"] = run.tracker.tracking_uri
-        if run.tracker.run_id is not None:
+        if run.tracker.run_id is not None and config.tracking.log_model:
             baseline = run.stage == "finetune" and config.model.init is None
             tags = {"pgnm.baseline": str(baseline).lower(), **run.source_tags}
             try:

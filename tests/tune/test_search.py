@@ -1,0 +1,143 @@
+"""A real 4-trial ASHA search on 2 CPUs: early stopping, a crashed trial retried from its
+checkpoint, every trial a closed MLflow child run, and the best config trained again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from launching import ROOT, TINY, environment
+
+from pgnm.config import load_config
+
+pytestmark = pytest.mark.slow
+
+
+def _search_config(shards: Path, run_dir: Path) -> Path:
+    tiny = dict(item.split("=", 1) for item in TINY)
+    tree: dict = {}
+    for key, text in tiny.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(text)
+    tree.update(name="search", run_dir=str(run_dir))
+    tree["data"]["root"] = str(shards)
+    tree["tune"] = {
+        "num_samples": 1, "max_concurrent": 2, "grace_period": 1, "reduction_factor": 2,
+        "max_failures": 1, "finetune_epochs": 1, "num_cpus": 2,
+        "finetune_overrides": {"optim.lr": 0.01},
+        # Two trials that learn, then two that barely can: ASHA has someone to stop.
+        "search_space": {"optim.lr": {"grid": [0.02, 0.01, 1.0e-6, 1.0e-6]},
+                         "mask.grid": {"choice": [4, 8]}},
+    }
+    path = run_dir / "search.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def _kill_a_trial_after_its_first_checkpoint(tune_dir: Path, killed: list, stop: threading.Event):
+    """SIGKILL the worker process of the first trial whose first checkpointed result the driver
+    has recorded (result.json is written after the checkpoint is registered)."""
+    while not stop.is_set():
+        found = [c.parent for c in sorted(tune_dir.glob("*/checkpoint_000000"))
+                 if (c.parent / "result.json").exists() and (c.parent / "result.json").read_text()]
+        if found:
+            trial_dir = found[0].name
+            for pid in subprocess.run(["pgrep", "-f", "ray::ImplicitFunc.train"],
+                                      capture_output=True, text=True).stdout.split():
+                try:
+                    cwd = os.readlink(f"/proc/{pid}/cwd")
+                except OSError:
+                    continue
+                if cwd.endswith(trial_dir):
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed.append(trial_dir)
+                    return
+        time.sleep(0.5)
+
+
+def test_asha_search_end_to_end(tiny_shards, tmp_path):
+    config_path = _search_config(tiny_shards, tmp_path)
+    out = tmp_path / "search"
+    killed: list[str] = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_a_trial_after_its_first_checkpoint,
+                              args=(out / "tune", killed, stop), daemon=True)
+    env = {**environment(), "OMP_NUM_THREADS": "1"}
+    started = time.monotonic()
+    killer.start()
+    try:
+        run = subprocess.run([sys.executable, str(ROOT / "launch" / "tune.py"),
+                              "--config", str(config_path)],
+                             env=env, capture_output=True, text=True, timeout=900)
+    finally:
+        stop.set()
+    print(f"search took {time.monotonic() - started:.0f} s")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    summary = json.loads((out / "search.json").read_text())
+    trials = summary["trials"]
+    assert len(trials) == 4
+    states = [t["state"] for t in trials]
+    assert "stopped early" in states, states
+    assert "error" not in states, states
+    assert killed, "the crash was never injected"
+    retried = [t for t in trials if killed[0].startswith(f"single_rank_trial_{t['trial']}")]
+    assert retried and retried[0]["retried"], trials
+    # It resumed from the copied checkpoint rather than starting over.
+    assert any((out / "trials" / retried[0]["trial"] / "restored").rglob("complete.json"))
+    for trial in trials:
+        assert trial["iterations"] <= 3  # 2 stage-1 epochs + 1 fine-tuning epoch
+        if trial["state"] == "complete":
+            assert trial["iterations"] == 3
+            assert 0.0 <= trial["finetune/val_macro_f1"] <= 1.0
+    best = summary["best"]
+    complete = [t for t in trials if t["state"] == "complete"]
+    assert best["finetune/val_macro_f1"] == max(t["finetune/val_macro_f1"] for t in complete)
+    for name in ("trials.csv", "trials.md", "search.png", "best.yaml"):
+        assert (out / name).stat().st_size > 0
+    assert "Traceback" not in run.stderr.split("Trial task failed")[0]
+
+    # MLflow: a search run, one closed child run per trial, nothing left RUNNING.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("pgnm").experiment_id
+    all_runs = client.search_runs([exp])
+    assert not [r.info.run_name for r in all_runs if r.info.status == "RUNNING"]
+    (search,) = [r for r in all_runs if r.data.tags.get("pgnm.stage") == "search"]
+    assert search.info.status == "FINISHED"
+    children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == search.info.run_id]
+    assert sorted(r.data.tags["pgnm.tune.trial_id"] for r in children) == sorted(
+        t["trial"] for t in trials)
+    assert all(r.info.status == "FINISHED" for r in children)
+    stopped = {t["trial"] for t in trials if t["state"] == "stopped early"}
+    assert stopped == {r.data.tags["pgnm.tune.trial_id"] for r in children
+                       if r.data.tags.get("pgnm.tune.stopped_early") == "true"}
+    # The best trial's heated model is registered, pointing back at the search.
+    registered = summary["registered"]
+    version = client.get_model_version(registered["registered_model"], registered["version"])
+    assert version.tags["pgnm.tune.search_run_id"] == search.info.run_id
+    assert version.tags["pgnm.tune.trial_id"] == best["trial"]
+    assert client.get_registered_model(registered["registered_model"]).aliases["current"]
+
+    # The exported best config trains unchanged through the stage-1 launcher.
+    best_config = load_config(out / "best.yaml")
+    assert best_config.optim.lr == best["params"]["optim.lr"]
+    assert best_config.mask.grid == best["params"]["mask.grid"]
+    again = subprocess.run([sys.executable, str(ROOT / "launch" / "pretrain.py"),
+                            "--config", str(out / "best.yaml")],
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trained = json.loads((tmp_path / "search-best" / "summary.json").read_text())
+    assert trained["stage"] == "pretrain" and trained["global_step"] > 0
