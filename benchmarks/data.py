@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 
 import pgnm  # noqa: F401  (makes torchvision importable on CPU-only torch)
+from benchmarks.reference_recipe import reference_loader
 from data_tools.radimagenet_to_wds import main as shard_release
 from pgnm.data import DaliLoader, WebDatasetLoader
 from pgnm.data.spec import AugmentSpec
@@ -83,31 +84,6 @@ def time_epochs(make_iter, epochs: int) -> dict:
     }
 
 
-def reference_loader(folder: Path, batch: int, workers: int, size: int):  # noqa: ANN201
-    """The official recipe's training loader, as its presets.py builds it."""
-    import torchvision.transforms as T
-    from torchvision.datasets import ImageFolder
-
-    transform = T.Compose(
-        [
-            T.RandomResizedCrop(size, antialias=True),
-            T.RandomHorizontalFlip(0.5),
-            T.PILToTensor(),
-            T.ConvertImageDtype(torch.float),
-            T.Normalize([MEAN] * 3, [STD] * 3),
-        ]
-    )
-    dataset = ImageFolder(str(folder), transform=transform)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch,
-        shuffle=True,
-        num_workers=workers,
-        drop_last=True,
-        persistent_workers=workers > 0,
-    )
-
-
 def image_folder_view(release: Path, out: Path) -> Path:
     """train/<class>/<file> symlinks over the raw release: the layout ImageFolder reads."""
     import csv
@@ -134,54 +110,37 @@ def decode_only(files: list[Path], repeats: int) -> dict:
     return {"img_s": rate, "cpu_ms_per_img": 1000 / rate}
 
 
-def run(args: argparse.Namespace) -> dict:
-    cores = len(os.sched_getaffinity(0))
-    work = Path(tempfile.mkdtemp(prefix="pgnm-bench-data-"))
-    release = args.src
-    result: dict = {"cores": cores, "batch": args.batch, "crop": 224, "epochs": args.epochs}
-    if release is None:
-        from data_tools.synth.generate import generate_radimagenet
-
-        release = work / "release"
-        generate_radimagenet(
-            release,
-            classes=args.classes,
-            total=args.images,
-            size=args.size,
-            seed=0,
-            workers=cores,
-            progress=False,
-        )
-    shards = work / "shards"
+def shard(release: Path, shards: Path, cores: int) -> float:
+    """Convert the raw release into shards with data_tools; returns images/s."""
     start = time.perf_counter()
     shard_release(
-        [
-            "--src",
-            str(release),
-            "--out",
-            str(shards),
-            "--samples-per-shard",
-            "128",
-            "--workers",
-            str(cores),
-        ]
-    )
-    manifest_rows = sum(1 for _ in open(shards / "manifest.csv")) - 1
-    result["shard_img_s"] = manifest_rows / (time.perf_counter() - start)
+        ["--src", str(release), "--out", str(shards), "--samples-per-shard", "128",
+         "--workers", str(cores)]
+    )  # fmt: skip
+    with open(shards / "manifest.csv") as handle:
+        rows = sum(1 for _ in handle) - 1
+    return rows / (time.perf_counter() - start)
 
-    spec = AugmentSpec(image_size=224, eval_resize=256)
+
+def time_loaders(
+    release: Path, shards: Path, work: Path, batch: int, epochs: int, cores: int, size: int = 224
+) -> dict:
+    """Every loader over the same images, one after another; ratios computed within the run."""
+    result: dict = {}
+    spec = AugmentSpec(image_size=size, eval_resize=size * 8 // 7)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the main process only normalises; leave the cores to loaders
-    dali = DaliLoader(shards, "train", args.batch, True, spec, num_threads=cores)
-    result["dali"] = time_epochs(lambda: iter(dali), args.epochs)
-    wds = WebDatasetLoader(shards, "train", args.batch, True, spec, num_workers=cores)
-    result["webdataset"] = time_epochs(lambda: iter(wds), args.epochs)
-    reference = reference_loader(
-        image_folder_view(release, work / "imagefolder"), args.batch, cores, 224
-    )
-    result["reference"] = time_epochs(lambda: iter(reference), args.epochs)
-    train_files = sorted((work / "imagefolder").rglob("*.png"))
-    result["decode_only"] = decode_only(train_files, repeats=2)
-
+    try:
+        dali = DaliLoader(shards, "train", batch, True, spec, num_threads=cores)
+        result["dali"] = time_epochs(lambda: iter(dali), epochs)
+        wds = WebDatasetLoader(shards, "train", batch, True, spec, num_workers=cores)
+        result["webdataset"] = time_epochs(lambda: iter(wds), epochs)
+        folder = image_folder_view(release, work / "imagefolder")
+        reference = reference_loader(folder, batch, cores, size)
+        result["reference"] = time_epochs(lambda: iter(reference), epochs)
+        result["decode_only"] = decode_only(sorted(folder.rglob("*.png")), repeats=2)
+    finally:
+        torch.set_num_threads(threads)
     for name in ("dali", "webdataset", "reference", "decode_only"):
         result[f"{name}_img_s"] = round(result[name]["img_s"], 1)
     result["dali_vs_reference"] = result["dali"]["img_s"] / result["reference"]["img_s"]
@@ -189,12 +148,35 @@ def run(args: argparse.Namespace) -> dict:
     result["dali_per_core_vs_decode_only"] = (
         result["dali"]["img_s"] / cores / result["decode_only"]["img_s"]
     )
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
     result["goals"] = {
         "dali_at_least_2x_reference": result["dali_vs_reference"] >= 2.0,
         "dali_per_core_at_least_0.7x_decode_only": result["dali_per_core_vs_decode_only"] >= 0.7,
     }
+    return result
+
+
+def generate_release(out: Path, classes: int, images: int, size: int, cores: int) -> Path:
+    from data_tools.synth.generate import generate_radimagenet
+
+    generate_radimagenet(
+        out, classes=classes, total=images, size=size, seed=0, workers=cores, progress=False
+    )
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    cores = len(os.sched_getaffinity(0))
+    work = Path(tempfile.mkdtemp(prefix="pgnm-bench-data-"))
+    try:
+        release = args.src or generate_release(
+            work / "release", args.classes, args.images, args.size, cores
+        )
+        result: dict = {"cores": cores, "batch": args.batch, "crop": 224, "epochs": args.epochs}
+        result["shard_img_s"] = shard(release, work / "shards", cores)
+        result.update(time_loaders(release, work / "shards", work, args.batch, args.epochs, cores))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     return result
 
 

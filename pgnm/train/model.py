@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -50,8 +51,18 @@ class PGNMModel(nn.Module):
             build_sampler(config.policy) if config.policy.enabled else None
         )
         self.objective = build_objective(config.objective)
+        # model.channels_last: every batch is converted once to NHWC here, so the policy trunk,
+        # the mask and the classifier all run in it (on CPU, oneDNN's convolutions and pooling
+        # are faster in NHWC; same arithmetic up to rounding). The parameters keep the default
+        # layout: oneDNN follows the input's layout, and DeepSpeed views parameters and
+        # gradients as flat byte buffers, which fails for channels-last weights.
+        self.channels_last = config.model.channels_last
+        if self.channels_last:
+            self.to(memory_format=torch.contiguous_format)
 
     def forward(self, images: Tensor, targets: Tensor, step: int | None = None) -> StepOutput:
+        if self.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
         if self.policy is None or self.sampler is None:
             logits = self.classifier(images)
             ce = F.cross_entropy(logits, targets)
