@@ -10,7 +10,7 @@ DS_VERSION := 0.19.8
 # Every pip call gets the lock as constraints: torch stays the pinned 2.13.0 build throughout.
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -c $(LOCK)
 
-.PHONY: setup test run clean lock
+.PHONY: setup test run paper clean lock
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml $(LOCK) Makefile
@@ -35,6 +35,11 @@ test: setup
 
 run: setup
 	$(BIN)/python launch/quickstart.py
+
+# The small-scale paper protocol (about 40 minutes on 2 cores): synthetic data, stage 1 with
+# both objectives, stage 2, baselines and controls, few-shot tables and plots (runs/paper/).
+paper: setup
+	$(BIN)/python launch/paper.py
 
 # Refresh the lock from the current environment (after changing pyproject.toml).
 lock:

@@ -1,0 +1,243 @@
+"""The few-shot protocol: every initialisation x downstream set x k x trial, fine-tuned and tested.
+
+``run_protocol(config)`` reads ``config.fewshot`` (see ``pgnm.config.FewShotConfig``):
+
+1. resolves the initialisations (``pgnm.protocol.inits``), training the recipes that need it;
+2. shards each downstream set once and draws, per k and trial, a stratified subset with a
+   recorded seed (the same draw for every initialisation: the comparison is paired);
+3. fine-tunes each (initialisation, subset) in-process through ``pgnm.train.fit`` with the
+   rest of ``config`` as the recipe (policy off, one rank, no model export), and evaluates the
+   final classifier on the downstream set's full test split;
+4. writes ``<run_dir>/<name>/fewshot.json`` (settings, initialisations and their lineage, draws
+   with their sample keys, per-trial metrics, mean / sd / 95% t-intervals), ``fewshot.md`` and
+   ``fewshot-<dataset>.png``, and logs them to an MLflow parent run whose children are the
+   (initialisation, dataset) pairs, each the parent of its fine-tune runs.
+
+Finished fine-tunes are appended to ``trials.jsonl``; a re-run skips them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pgnm.config import Config, ConfigError, flatten, with_overrides
+from pgnm.data import build_loader
+from pgnm.data.manifest import load_classes, load_dataset_info
+from pgnm.protocol import report, subsets
+from pgnm.protocol.inits import InitResolver, Resolved, measured_s, with_controls
+from pgnm.protocol.tracking import ProtocolTracker
+from pgnm.train.evaluate import evaluate
+from pgnm.train.loop import fit
+
+TEST_KEYS = ("f1_macro", "balanced_accuracy", "auroc_macro_ovr", "top1", "loss")
+
+
+def _check(config: Config) -> None:
+    fs = config.fewshot
+    if not fs.datasets:
+        raise ConfigError("fewshot.datasets is empty: name at least one downstream set")
+    if not fs.inits:
+        raise ConfigError("fewshot.inits is empty: name at least one initialisation")
+
+
+def resolve_all(config: Config, store: str | None, root: Path) -> tuple[dict, dict]:
+    """Every initialisation (the controls included), trained where its recipe says so."""
+    fs = config.fewshot
+    resolver = InitResolver(dict(fs.inits), store, root / "train", fit)
+    s = None
+    if fs.controls.effective_lr and fs.controls.lr_factor == "measured":
+        s = measured_s(resolver(fs.controls.reference).stages)
+    resolver.inits, notes = with_controls(fs, s)
+    resolved = {name: resolver(name) for name in resolver.inits}
+    for name, r in resolved.items():
+        r.note = notes.get(name) or (f"from {r.uri}" if r.uri else "random initialisation")
+    return resolved, notes
+
+
+def draw_subsets(config: Config, root: Path) -> tuple[dict, dict]:
+    """Shard the downstream sets and write every (k, trial) subset; returns info and draws."""
+    fs = config.fewshot
+    info, draws = {}, {}
+    for name, source in fs.datasets.items():
+        shards = subsets.prepare_dataset(name, source, root / "data" / name)
+        subsets.check_splits(name, shards)
+        labels, sources = subsets.train_labels(shards)
+        classes = load_classes(shards)
+        splits = load_dataset_info(shards).splits
+        info[name] = {"source": source, "shards": str(shards), "classes": [c.key for c in classes],
+                      **{f"{s}_samples": splits[s].samples for s in ("train", "val", "test")}}
+        draws[name] = {}
+        for k in fs.sizes:
+            if k > len(labels):
+                raise ConfigError(f"fewshot.sizes: k={k} but fewshot.datasets.{name} has only "
+                                  f"{len(labels)} training samples")
+            for trial in range(fs.trials):
+                seed = subsets.trial_seed(fs.seed, name, k, trial)
+                keys = subsets.stratified_sample(labels, k, seed)
+                counts = {classes[c].key: sum(labels[key] == c for key in keys)
+                          for c in sorted({labels[key] for key in keys})}
+                draws[name].setdefault(str(k), []).append(
+                    {"trial": trial, "seed": seed, "keys": keys,
+                     "sources": [sources[key] for key in keys], "class_counts": counts})
+        wanted = {key for per_k in draws[name].values() for d in per_k for key in d["keys"]}
+        pending = [(k, d) for k, per_k in draws[name].items() for d in per_k
+                   if not (_subset_dir(root, name, int(k), d["trial"]) / "dataset.json").is_file()]
+        samples = subsets.read_samples(shards, wanted) if pending else {}
+        for k, d in tqdm(pending, desc=f"{name}: few-shot subsets", unit="subset",
+                         disable=not pending):
+            subsets.write_subset(shards, _subset_dir(root, name, int(k), d["trial"]),
+                                 samples, d["keys"])
+    return info, draws
+
+
+def _subset_dir(root: Path, dataset: str, k: int, trial: int) -> Path:
+    return root / "subsets" / dataset / f"k{k:04d}-t{trial:02d}"
+
+
+def finetune_config(config: Config, init: Resolved, data_root: Path, k: int, seed: int,
+                    run_dir: Path, parent: str | None, store: str | None) -> Config:
+    """The recipe for one few-shot fine-tune: ``config`` with this subset and initialisation."""
+    batch = min(config.data.batch_size, k)
+    epochs = config.schedule.epochs
+    if config.fewshot.min_steps:  # tiny k: enough steps to move away from the initialisation
+        epochs = max(epochs, math.ceil(config.fewshot.min_steps / (k // batch)))
+    updates = {
+        "name": f"{init.name}-{data_root.parent.name}-{data_root.name}",
+        "run_dir": str(run_dir), "seed": seed % 2**31, "model.init": init.model,
+        "model.num_classes": None, "policy.enabled": False, "data.root": str(data_root),
+        "data.batch_size": batch, "schedule.epochs": epochs, "engine.resume": "never",
+        "tracking.log_model": False, "tracking.parent_run_id": parent,
+    }
+    if store is not None:
+        updates["tracking.uri"] = store
+    return with_overrides(config, updates, "few-shot fine-tune")
+
+
+def finetune_once(config: Config, init: Resolved, log_file: Path) -> dict:
+    """One fine-tune through ``fit``; the final classifier scored on the full test split."""
+    result: dict = {}
+
+    def on_epoch(run, epoch: int, record: dict) -> None:  # noqa: ANN001 - pgnm.train.loop.Run
+        if epoch == run.start_epoch and run.tracker.run_id:
+            run.tracker.set_tags({"pgnm.fewshot.init": init.name, **init.tags})
+            ProtocolTracker.declare_input(run.tracker, init.tags.get("pgnm.source_model_id"))
+        if epoch + 1 < run.config.schedule.epochs and not run.stopped:
+            return
+        loader = build_loader(run.config, "test", False, run.world.rank, run.world.world_size,
+                              run.world.dali_device_id)
+        metrics = evaluate(run.model, loader, run.world, run.config.seed)
+        result.update({key: metrics[f"plain/{key}"] for key in TEST_KEYS})
+        run.tracker.log_metrics({f"test/{k}": v for k, v in result.items()}, run.global_step)
+
+    out = Path(config.run_dir) / config.name
+    shutil.rmtree(out, ignore_errors=True)  # a fine-tune cut short earlier starts again
+    start = time.perf_counter()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "a") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        print(f"==== {config.name}", flush=True)
+        summary = fit(config, "finetune", on_epoch)
+    if not config.fewshot.keep_runs:
+        shutil.rmtree(out, ignore_errors=True)
+    return {"metrics": result, "run_id": summary.get("mlflow_run_id"),
+            "steps": summary["global_step"], "epochs": config.schedule.epochs,
+            "batch_size": config.data.batch_size, "seconds": time.perf_counter() - start}
+
+
+def _load_done(path: Path) -> dict:
+    """Finished fine-tunes by (init, dataset, k, trial); a line cut short by a crash is ignored."""
+    rows = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return {(r["init"], r["dataset"], r["k"], r["trial"]): r for r in rows}
+
+
+def run_protocol(config: Config) -> dict:
+    """Run (or finish) the protocol; returns what ``fewshot.json`` holds."""
+    _check(config)
+    root = Path(config.run_dir) / config.name
+    tracker = ProtocolTracker(config, root)
+    resolved, notes = resolve_all(config, tracker.store, root)
+    datasets, draws = draw_subsets(config, root)
+    tracker.start(flatten(config), resolved, datasets)
+    try:
+        trials = _finetune_all(config, root, resolved, datasets, draws, tracker)
+    except BaseException:
+        tracker.fail()
+        raise
+    return write_outputs(config, root, resolved, datasets, draws, trials, notes, tracker)
+
+
+def _finetune_all(config: Config, root: Path, resolved: dict, datasets: dict, draws: dict,
+                  tracker: ProtocolTracker) -> list[dict]:
+    fs = config.fewshot
+    trials_file = root / "trials.jsonl"
+    # rows of an earlier run with more sizes, trials or initialisations stay on file, unused
+    done = {key: row for key, row in _load_done(trials_file).items()
+            if key[0] in resolved and key[1] in datasets and key[2] in fs.sizes
+            and key[3] < fs.trials}
+    total = len(resolved) * len(datasets) * len(fs.sizes) * fs.trials
+    bar = tqdm(total=total, initial=len(done), desc="few-shot fine-tunes", unit="run",
+               file=sys.stderr, dynamic_ncols=True)
+    trials = list(done.values())
+    for init_name, init in resolved.items():
+        for dataset in datasets:
+            child = tracker.child(init_name, dataset, init)
+            for k in fs.sizes:
+                for draw in draws[dataset][str(k)]:
+                    key = (init_name, dataset, k, draw["trial"])
+                    if key in done:
+                        continue
+                    bar.set_postfix_str(f"{init_name} {dataset} k={k} t={draw['trial']}")
+                    ft = finetune_config(config, init,
+                                         _subset_dir(root, dataset, k, draw["trial"]), k,
+                                         draw["seed"], root / "finetunes", child, tracker.store)
+                    row = {"init": init_name, "dataset": dataset, "k": k, "trial": draw["trial"],
+                           "seed": draw["seed"],
+                           **finetune_once(ft, init, root / "logs" / "finetunes.log")}
+                    with open(trials_file, "a") as handle:
+                        handle.write(json.dumps(row) + "\n")
+                    trials.append(row)
+                    bar.update()
+            tracker.finish_child(child, [t for t in trials
+                                         if t["init"] == init_name and t["dataset"] == dataset])
+    bar.close()
+    return trials
+
+
+def write_outputs(config: Config, root: Path, resolved: dict, datasets: dict, draws: dict,
+                  trials: list[dict], notes: dict, tracker: ProtocolTracker) -> dict:
+    fs = config.fewshot
+    summary = report.summarise(trials)
+    result = {
+        "protocol": config.name, "sizes": fs.sizes, "trials_per_size": fs.trials,
+        "seed": fs.seed, "confidence": 0.95, "interval": "Student t (scipy.stats.t), ddof=1",
+        "recipe": {k: v for k, v in flatten(config).items() if not k.startswith(("fewshot.",
+                                                                                  "tune."))},
+        "inits": {n: {"model": r.model, "uri": r.uri, "tags": r.tags, "note": r.note,
+                      "stages": [{k: s.get(k) for k in ("name", "stage", "model", "mlflow_run_id",
+                                                        "registered", "final")}
+                                 for s in r.stages]} for n, r in resolved.items()},
+        "datasets": datasets, "draws": draws,
+        "trials": sorted(trials, key=lambda t: (t["init"], t["dataset"], t["k"], t["trial"])),
+        "summary": summary, "mlflow": {"tracking_uri": tracker.store,
+                                       "parent_run_id": tracker.parent_id},
+    }
+    files = [report.write_json(root / "fewshot.json", result),
+             report.atomic_write(root / "fewshot.md", report.markdown(
+                 summary, fs.sizes, fs.trials, {n: r.note for n, r in resolved.items()}))]
+    files += [report.plot(summary, d, root / f"fewshot-{d}.png") for d in summary]
+    result["files"] = [str(f) for f in files]
+    tracker.finish(files, summary)
+    return result

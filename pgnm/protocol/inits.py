@@ -1,0 +1,204 @@
+"""Initialisations of the few-shot protocol: given models, trained recipes, and the controls.
+
+Each ``fewshot.inits.<name>`` is a model (file, ``models:/`` / ``runs:/`` URI, or
+``init:<other>``), optionally followed by stages trained in order through ``pgnm.train.fit``.
+The two controls are derived from the baseline's recipe when switched on and not given by hand:
+
+* ``<baseline>-equal-budget``: the baseline's model fine-tuned with the reference's last stage
+  (its stage 2), so it gets stage-1 + stage-2 epochs like the heated model (method.md §7.8);
+* ``<baseline>-effective-lr``: the baseline's recipe at ``optim.lr`` x S, the factor the paper
+  objective implicitly applies to the classifier (method.md §7.1): ``log_grid`` takes
+  S = log G² from the reference's stage-1 ``mask.grid``, ``measured`` the mean S
+  (``train/policy_term``) its stage-1 run logged, or a number.
+
+A trained stage is reused when its ``summary.json`` exists and its config is unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pgnm.config import (
+    Config,
+    ConfigError,
+    FewShotConfig,
+    InitSpec,
+    StageSpec,
+    dump_config,
+    load_config,
+    with_overrides,
+)
+
+INIT_PREFIX = "init:"
+STAMP = "protocol-stage.yaml"
+
+
+@dataclass
+class Resolved:
+    """What the few-shot fine-tunes load, and where it came from."""
+
+    name: str
+    model: str | None  # local model file; None = random weights
+    uri: str | None = None  # what lineage should name: registry URI, run artifact or file
+    tags: dict[str, str] = field(default_factory=dict)
+    stages: list[dict] = field(default_factory=list)  # stage runs trained (or reused)
+    note: str = ""
+
+
+def stage_config(spec: StageSpec, where: str) -> Config:
+    """The stage's own config: its YAML file (or defaults), then its overrides."""
+    base = load_config(spec.config) if spec.config else load_config()
+    return with_overrides(base, spec.overrides, f"{where}.overrides")
+
+
+def lr_factor(fs: FewShotConfig, reference: InitSpec, measured: float | None) -> tuple[float, str]:
+    """S for the effective-LR control, and a sentence saying where it came from."""
+    where = f"fewshot.inits.{fs.controls.reference}"
+    if isinstance(fs.controls.lr_factor, float):
+        return fs.controls.lr_factor, "S given in fewshot.controls.lr_factor"
+    pretrain = [s for s in reference.train if s.stage == "pretrain"]
+    if not pretrain:
+        raise ConfigError(f"fewshot.controls.lr_factor={fs.controls.lr_factor} needs a pretrain "
+                          f"stage in {where}.train (or give a number)")
+    if fs.controls.lr_factor == "measured":
+        if measured is None:
+            raise ConfigError(f"{where}: its stage-1 run logged no train/policy_term")
+        return measured, "S measured: mean train/policy_term of the reference's stage-1 run"
+    grid = stage_config(pretrain[0], f"{where}.train[0]").mask.grid
+    return math.log(grid * grid), f"S = log G^2 = log {grid}^2 (analytical, method.md §7.1)"
+
+
+def with_controls(fs: FewShotConfig, measured_s: float | None = None) -> tuple[dict, dict]:
+    """All initialisations, the derived controls added; and a note per control."""
+    inits, notes = dict(fs.inits), {}
+    c = fs.controls
+    equal, effective = f"{c.baseline}-equal-budget", f"{c.baseline}-effective-lr"
+    need_equal = c.equal_budget and equal not in inits
+    need_effective = c.effective_lr and effective not in inits
+    if not (need_equal or need_effective):
+        return inits, notes
+    if c.baseline not in inits:
+        raise ConfigError(f"fewshot.controls.baseline: no initialisation fewshot.inits."
+                          f"{c.baseline} (switch the controls off or name the baseline)")
+    baseline = inits[c.baseline]
+    reference = inits.get(c.reference, InitSpec())
+    if need_equal:
+        stage2 = c.stage2 or (reference.train[-1] if reference.train else None)
+        if stage2 is None or stage2.stage != "finetune":
+            raise ConfigError(
+                f"fewshot.controls.equal_budget: set fewshot.controls.stage2, or give "
+                f"fewshot.inits.{c.reference} a train recipe ending with its finetune stage, "
+                f"or an init named {equal}")
+        inits[equal] = InitSpec(model=f"{INIT_PREFIX}{c.baseline}", train=[stage2])
+        notes[equal] = f"{c.baseline} + the stage 2 of {c.reference}"
+    if need_effective:
+        if not baseline.train:
+            raise ConfigError(f"fewshot.controls.effective_lr: fewshot.inits.{c.baseline} needs "
+                              f"a train recipe (or give an init named {effective})")
+        s, how = lr_factor(fs, reference, measured_s)
+        stages = []
+        for i, spec in enumerate(baseline.train):
+            lr = stage_config(spec, f"fewshot.inits.{c.baseline}.train[{i}]").optim.lr
+            stages.append(spec.model_copy(
+                update={"overrides": {**spec.overrides, "optim.lr": lr * s}}))
+        inits[effective] = InitSpec(model=baseline.model, train=stages)
+        notes[effective] = f"{c.baseline} at lr x {s:.3f}; {how}"
+    return inits, notes
+
+
+def measured_s(summaries: list[dict]) -> float | None:
+    """Mean S over the epochs of the first stage-1 run (``train/policy_term`` per epoch)."""
+    for summary in summaries:
+        if summary.get("stage") != "pretrain":
+            continue
+        log = Path(summary["out_dir"]) / "metrics.jsonl"
+        values = [r["train/policy_term"] for r in map(json.loads, log.read_text().splitlines())
+                  if r.get("kind") == "epoch" and "train/policy_term" in r]
+        return sum(values) / len(values) if values else None
+    return None
+
+
+def _lineage(summary: dict) -> tuple[str, dict[str, str]]:
+    registered = summary.get("registered") or {}
+    uri = registered.get("model_uri") or summary["model"]
+    tags = {"pgnm.source_model_uri": uri, "pgnm.source_run_id": summary.get("mlflow_run_id") or ""}
+    if registered:
+        tags.update({"pgnm.source_model_name": registered["registered_model"],
+                     "pgnm.source_model_version": str(registered["version"]),
+                     "pgnm.source_model_id": registered.get("model_id") or ""})
+    return uri, {k: v for k, v in tags.items() if v}
+
+
+class InitResolver:
+    """Resolves (training where needed) initialisations by name, each once."""
+
+    def __init__(self, inits: dict[str, InitSpec], store: str, train_dir: Path, fit) -> None:  # noqa: ANN001
+        self.inits, self.store, self.train_dir, self.fit = inits, store, train_dir, fit
+        self.done: dict[str, Resolved] = {}
+        self._active: list[str] = []
+
+    def __call__(self, name: str) -> Resolved:
+        if name in self.done:
+            return self.done[name]
+        if name not in self.inits:
+            raise ConfigError(f"{INIT_PREFIX}{name}: no initialisation fewshot.inits.{name}")
+        if name in self._active:
+            raise ConfigError(f"fewshot.inits: init: references loop: {' -> '.join(self._active)}")
+        self._active.append(name)
+        spec = self.inits[name]
+        current = self._start(spec.model)
+        current.name, current.stages = name, list(current.stages)
+        for i, stage in enumerate(spec.train):
+            summary = self._train(name, i, stage, current)
+            current.stages.append(summary)
+            current.model = summary["model"]
+            current.uri, current.tags = _lineage(summary)
+        self._active.pop()
+        self.done[name] = current
+        return current
+
+    def _start(self, model: str | None) -> Resolved:
+        if model is None:
+            return Resolved("", None)
+        if model.startswith(INIT_PREFIX):
+            other = self(model[len(INIT_PREFIX):])
+            return Resolved("", other.model, other.uri, dict(other.tags), list(other.stages))
+        if model.startswith(("models:/", "runs:/")):
+            from pgnm.tracking import resolve_init
+
+            # downloaded once, loaded by every fine-tune
+            local, tags = resolve_init(model, self.store, self.train_dir / "downloads")
+            return Resolved("", str(local), model, tags)
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"fewshot.inits: model file not found: {model}")
+        return Resolved("", model, model, {"pgnm.source_model_uri": model})
+
+    def _train(self, name: str, i: int, spec: StageSpec, start: Resolved) -> dict:
+        where = f"fewshot.inits.{name}.train[{i}]"
+        config = stage_config(spec, where)
+        updates = {"name": f"{name}-{i}-{spec.stage}", "run_dir": str(self.train_dir),
+                   "model.init": start.uri if start.model else None}
+        if config.tracking.uri is None:  # one store for the protocol and what it trains
+            updates["tracking.uri"] = self.store
+        if config.tracking.registered_model is None:  # one registry name per recipe and stage
+            updates["tracking.registered_model"] = f"pgnm-{name}-{spec.stage}-{config.model.arch}"
+        if spec.stage == "finetune":
+            updates["policy.enabled"] = False
+        config = with_overrides(config, updates, where)
+        out = self.train_dir / config.name
+        stamp = out / STAMP  # written once the stage finished: the config it was trained with
+        if stamp.is_file():
+            if stamp.read_text() != dump_config(config):
+                raise ConfigError(f"{where}: {out} was trained with another config; remove it "
+                                  "or rename the initialisation")
+            print(f"{config.name}: trained already, reusing {out}")
+            return json.loads((out / "summary.json").read_text())
+        summary = self.fit(config, spec.stage)
+        summary = {k: v for k, v in summary.items() if isinstance(v, (str, int, float, dict))}
+        tmp = stamp.with_name(f".{STAMP}.partial")
+        tmp.write_text(dump_config(config))
+        tmp.replace(stamp)
+        return summary

@@ -1,0 +1,138 @@
+"""The few-shot protocol end to end on tiny data: 3 initialisations x 2 sizes x 2 trials."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+import yaml
+from helpers import write_npz
+from scipy import stats
+
+from pgnm.config import load_config
+from pgnm.protocol import run_protocol
+
+SMALL = {"model.arch": "resnet10t", "data.image_size": 32, "data.eval_resize": 36,
+         "data.batch_size": 8, "data.num_workers": 0, "data.shuffle_buffer": 16,
+         "tracking.log_every": 1}
+POLICY = {"policy.hidden_dim": 16, "mask.grid": 8, "mask.kernel_size": 3, "mask.sigma": 1.0}
+
+
+@pytest.fixture(scope="module")
+def protocol(tiny_shards, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fewshot")
+    # Only the heated model is exported and registered (lineage to a registry URI); the other
+    # stage runs skip it, which takes most of a tiny run's time.
+    stage = {**SMALL, "data.root": str(tiny_shards), "schedule.epochs": 1, "optim.lr": 0.01,
+             "tracking.log_model": False}
+    tree = {
+        "name": "tiny", "run_dir": str(tmp / "runs"), "optim": {"lr": 0.01},
+        "model": {"arch": "resnet10t"}, "schedule": {"epochs": 1},
+        "data": {"image_size": 32, "eval_resize": 36, "batch_size": 8, "num_workers": 0},
+        "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}"},
+        "fewshot": {
+            "sizes": [2, 4], "trials": 2,
+            "datasets": {"tiny": str(write_npz(tmp / "tiny.npz"))},
+            "inits": {
+                "heated-paper": {"train": [
+                    {"stage": "pretrain", "overrides": {**stage, **POLICY,
+                                                        "schedule.max_steps": 2}},
+                    {"stage": "finetune", "overrides": {**stage, "schedule.max_steps": 1,
+                                                        "tracking.log_model": True}}]},
+                "baseline": {"train": [{"stage": "finetune", "overrides": {
+                    **stage, "schedule.max_steps": 2}}]},
+            },
+            "controls": {"effective_lr": False},  # equal_budget: the third initialisation
+        },
+    }
+    path = tmp / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    config = load_config(path)
+    return config, run_protocol(config), tmp
+
+
+def test_results_record_every_trial_and_its_draw(protocol):
+    config, result, _ = protocol
+    inits = ["baseline", "baseline-equal-budget", "heated-paper"]
+    assert sorted(result["inits"]) == inits
+    trials = result["trials"]
+    assert len(trials) == 3 * 2 * 2
+    on_disk = json.loads((config_root(config) / "fewshot.json").read_text())
+    assert on_disk["trials"] == json.loads(json.dumps(trials))
+    for t in trials:
+        assert set(t["metrics"]) >= {"f1_macro", "balanced_accuracy", "auroc_macro_ovr"}
+        assert 0.0 <= t["metrics"]["f1_macro"] <= 1.0 and t["run_id"]
+        draw = result["draws"]["tiny"][str(t["k"])][t["trial"]]
+        assert t["seed"] == draw["seed"]  # every initialisation sees the same draw
+        assert len(draw["keys"]) == t["k"] == len(draw["sources"])
+        assert sorted(Counter(draw["class_counts"]).values()) == [t["k"] // 2] * 2
+    seeds = {(t["k"], t["trial"]): t["seed"] for t in trials}
+    assert len(set(seeds.values())) == 4
+    assert result["datasets"]["tiny"]["test_samples"] == 20
+
+
+def test_intervals_match_scipy(protocol):
+    _, result, _ = protocol
+    for init in result["inits"]:
+        for k in (2, 4):
+            values = [t["metrics"]["f1_macro"] for t in result["trials"]
+                      if t["init"] == init and t["k"] == k]
+            cell = result["summary"]["tiny"][init][str(k)]["f1_macro"]
+            assert cell["n"] == 2 and cell["mean"] == pytest.approx(sum(values) / 2)
+            if stats.sem(values) > 0:
+                low, high = stats.t.interval(0.95, 1, loc=sum(values) / 2,
+                                             scale=stats.sem(values))
+                assert (cell["ci_low"], cell["ci_high"]) == (pytest.approx(low),
+                                                             pytest.approx(high))
+
+
+def test_table_and_plot(protocol):
+    config, result, _ = protocol
+    root = config_root(config)
+    table = (root / "fewshot.md").read_text()
+    assert "### tiny: macro-F1" in table and "| heated-paper |" in table
+    assert (root / "fewshot-tiny.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (root / "finetunes").exists() or not any((root / "finetunes").iterdir())
+
+
+def test_mlflow_parent_children_and_lineage(protocol):
+    from mlflow import MlflowClient
+
+    config, result, _ = protocol
+    client = MlflowClient(config.tracking.uri)
+    parent = client.get_run(result["mlflow"]["parent_run_id"])
+    assert parent.data.tags["pgnm.stage"] == "fewshot"
+    assert parent.data.tags["pgnm.fewshot.init.heated-paper"].startswith("models:/")
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"fewshot.json", "fewshot.md", "fewshot-tiny.png"} <= artifacts
+    exp = parent.info.experiment_id
+    children = client.search_runs(
+        [exp], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(c.data.tags["pgnm.fewshot.init"] for c in children) == sorted(result["inits"])
+    for child in children:
+        tuned = client.search_runs([exp], f"tags.mlflow.parentRunId = '{child.info.run_id}'")
+        assert len(tuned) == 4 and all("test/f1_macro" in r.data.metrics for r in tuned)
+        init = result["inits"][child.data.tags["pgnm.fewshot.init"]]
+        for run in tuned + [child]:
+            assert run.data.tags["pgnm.source_model_uri"] == init["uri"]
+        assert "test/f1_macro_mean" in child.data.metrics
+    heated = next(c for c in children if c.data.tags["pgnm.fewshot.init"] == "heated-paper")
+    assert heated.data.tags["pgnm.source_model_id"]  # a registered LoggedModel, declared
+    # the few-shot fine-tunes are not exported or registered; the heated stage 2 is, and so
+    # is the equal-budget control, which reuses that stage's recipe
+    names = sorted(v.name for v in client.search_model_versions())
+    assert names == ["pgnm-baseline-equal-budget-finetune-resnet10t",
+                     "pgnm-heated-paper-finetune-resnet10t"]
+
+
+def test_rerun_skips_what_is_done(protocol):
+    config, result, _ = protocol
+    again = run_protocol(config)
+    assert [t["run_id"] for t in again["trials"]] == [t["run_id"] for t in result["trials"]]
+
+
+def config_root(config):
+    from pathlib import Path
+
+    return Path(config.run_dir) / config.name

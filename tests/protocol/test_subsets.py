@@ -1,0 +1,78 @@
+from collections import Counter
+
+import pytest
+from helpers import write_folder, write_npz
+
+from pgnm.data import build_loader
+from pgnm.data.manifest import load_dataset_info
+from pgnm.protocol.subsets import (
+    ProtocolDataError,
+    prepare_dataset,
+    read_samples,
+    stratified_sample,
+    train_labels,
+    trial_seed,
+    write_subset,
+)
+
+LABELS = {f"k{i:03d}": i % 5 for i in range(50)}  # 5 classes of 10
+
+
+def _counts(keys, labels=LABELS):
+    return Counter(labels[k] for k in keys)
+
+
+@pytest.mark.parametrize("k", [5, 7, 10, 23, 50])
+def test_every_class_as_even_as_k_allows(k):
+    keys = stratified_sample(LABELS, k, seed=3)
+    counts = _counts(keys)
+    assert len(keys) == len(set(keys)) == k
+    assert set(counts) == set(range(5)) and max(counts.values()) - min(counts.values()) <= 1
+
+
+def test_fewer_samples_than_classes_draws_distinct_classes():
+    keys = stratified_sample(LABELS, 3, seed=0)
+    assert len(_counts(keys)) == 3
+    drawn = {frozenset(_counts(stratified_sample(LABELS, 3, seed=s))) for s in range(20)}
+    assert len(drawn) > 1  # which classes get the samples is itself random
+
+
+def test_a_small_class_gives_its_shortfall_to_the_others():
+    labels = {**{f"a{i}": 0 for i in range(2)}, **{f"b{i}": 1 for i in range(20)}}
+    counts = _counts(stratified_sample(labels, 10, seed=0), labels)
+    assert counts == {0: 2, 1: 8}
+    with pytest.raises(ProtocolDataError, match="only 22"):
+        stratified_sample(labels, 23, seed=0)
+
+
+def test_draws_are_seeded():
+    assert stratified_sample(LABELS, 10, 1) == stratified_sample(LABELS, 10, 1)
+    assert stratified_sample(LABELS, 10, 1) != stratified_sample(LABELS, 10, 2)
+    assert trial_seed(0, "a", 8, 0) == trial_seed(0, "a", 8, 0) != trial_seed(0, "a", 8, 1)
+
+
+def test_subset_shards_hold_k_samples_and_link_the_full_test_split(tmp_path):
+    shards = prepare_dataset("tiny", str(write_npz(tmp_path / "t.npz")), tmp_path / "shards")
+    labels, sources = train_labels(shards)
+    keys = stratified_sample(labels, 4, seed=0)
+    subset = write_subset(shards, tmp_path / "k4", read_samples(shards, set(keys)), keys)
+    info, full = load_dataset_info(subset), load_dataset_info(shards)
+    assert info.splits["train"].samples == 4
+    assert info.splits["test"] == full.splits["test"] and (subset / "test").is_symlink()
+    from pgnm.config import load_config
+
+    config = load_config(overrides=[f"data.root={subset}", "data.batch_size=4",
+                                    "data.image_size=32", "data.eval_resize=32",
+                                    "data.num_workers=0"])
+    batch_labels = [int(y) for _, ys in build_loader(config, "train", True) for y in ys]
+    assert sorted(batch_labels) == sorted(labels[k] for k in keys)
+    assert sum(len(y) for _, y in build_loader(config, "test", False)) == 20
+    assert all(sources[k].startswith("t.npz:train[") for k in keys)
+
+
+def test_folder_sets_are_sharded_and_bad_sources_named(tmp_path):
+    shards = prepare_dataset("busi", str(write_folder(tmp_path / "busi")), tmp_path / "out")
+    assert load_dataset_info(shards).splits["train"].samples == 15
+    assert prepare_dataset("again", str(shards), tmp_path / "unused") == shards
+    with pytest.raises(ProtocolDataError, match="fewshot.datasets.nope"):
+        prepare_dataset("nope", str(tmp_path / "missing"), tmp_path / "x")
