@@ -21,6 +21,15 @@ def _seeded() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _own_mlflow_store(monkeypatch):
+    """In-process training calls mlflow.set_tracking_uri / set_registry_uri, which export
+    MLFLOW_*_URI; without this, every later test (and its subprocesses) would inherit them."""
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(var, raising=False)
+    yield
+
+
 @pytest.fixture
 def tiny_config() -> Config:
     """Small enough for a CPU forward/backward in well under a second."""

@@ -33,7 +33,7 @@ class ProtocolTracker:
             if self._client is None:
                 from mlflow import MlflowClient
 
-                self._client = MlflowClient(self.store)
+                self._client = MlflowClient(self.store, registry_uri=self.store)
             return fn(self._client, *args, **kwargs)
         except Exception as err:  # the store is down: the files on disk still hold everything
             warnings.warn(f"MLflow ({what}) failed: {err}", stacklevel=2)

@@ -31,7 +31,7 @@ def lineage(uri: str, tracking_uri: str) -> list[dict]:
     """One entry per model in the chain, newest first."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     chain: list[dict] = []
     seen: set[str] = set()
     while uri and uri.startswith("models:/") and uri not in seen:

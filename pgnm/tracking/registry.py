@@ -75,7 +75,7 @@ def log_classifier(
             extra_files=[str(model_file)],
             registered_model_name=name,
         )
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     version = str(info.registered_model_version)
     client.set_registered_model_alias(name, config.tracking.alias, version)
     m = config.mask
@@ -112,7 +112,7 @@ def resolve_init(
     import mlflow
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     tags = {"pgnm.source_model_uri": uri}
     named = re.match(r"models:/(?!m-)([^/@]+)(?:@(.+)|/(\d+))$", uri)
     if named:

@@ -176,7 +176,7 @@ def register_best(config: Config, summary: dict, uri: str, search_run_id: str) -
 def log_to_search_run(uri: str, run_id: str, out_dir: Path, summary: dict) -> None:
     from mlflow import MlflowClient
 
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, registry_uri=uri)
     for name in ("search.json", "trials.csv", "trials.md", "search.png", "best.yaml",
                  "search_config.yaml"):
         if (out_dir / name).exists():

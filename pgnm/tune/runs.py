@@ -28,7 +28,7 @@ PARENT_TAG = "mlflow.parentRunId"
 def _client(uri: str):  # noqa: ANN202 - mlflow.MlflowClient, imported lazily
     from mlflow import MlflowClient
 
-    return MlflowClient(uri)
+    return MlflowClient(uri, registry_uri=uri)
 
 
 def open_search_run(uri: str, experiment: str, run_dir: str, name: str,

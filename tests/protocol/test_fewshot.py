@@ -100,7 +100,7 @@ def test_mlflow_parent_children_and_lineage(protocol):
     from mlflow import MlflowClient
 
     config, result, _ = protocol
-    client = MlflowClient(config.tracking.uri)
+    client = MlflowClient(config.tracking.uri, registry_uri=config.tracking.uri)
     parent = client.get_run(result["mlflow"]["parent_run_id"])
     assert parent.data.tags["pgnm.stage"] == "fewshot"
     assert parent.data.tags["pgnm.fewshot.init.heated-paper"].startswith("models:/")

@@ -57,7 +57,7 @@ def test_heated_to_finetuned_lineage_and_identical_reloads(tiny_shards, tmp_path
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(store)
+    client = MlflowClient(store, registry_uri=store)
     tuned_run = client.get_run(chain[0]["run_id"])
     assert tuned_run.inputs.model_inputs[0].model_id == heated["model_id"]  # MLflow 3 edge
     assert tuned_run.data.tags["pgnm.baseline"] == "false"

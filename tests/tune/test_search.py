@@ -111,7 +111,8 @@ def test_asha_search_end_to_end(tiny_shards, tmp_path):
     # MLflow: a search run, one closed child run per trial, nothing left RUNNING.
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
+    store = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(store, registry_uri=store)
     exp = client.get_experiment_by_name("pgnm").experiment_id
     all_runs = client.search_runs([exp])
     assert not [r.info.run_name for r in all_runs if r.info.status == "RUNNING"]
