@@ -20,9 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
-class ConfigError(ValueError):
-    """A configuration problem, with the offending key (and file) in the message."""
+from pgnm._yaml import ConfigError, parse_value, read_yaml
 
 
 class _Section(BaseModel):
@@ -277,49 +275,6 @@ class Config(_Section):
         return self
 
 
-# ----------------------------------------------------------------------------- YAML
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e-4`` as a float (YAML 1.1 would make it a string)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[0-9][0-9_]*[eE][-+]?[0-9]+
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value, typed as YAML types it: ``0.1``, ``true``, ``null``, ``[1, 2]``."""
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError:
-        return text
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.load(path.read_text(), Loader=_Loader)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
-    return data
-
-
 # ----------------------------------------------------------------------------- building
 
 
@@ -375,7 +330,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     tree: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        tree = _read_yaml(Path(path))
+        tree = read_yaml(Path(path))
         source = str(path)
     for key, value in parse_overrides(overrides).items():
         _set_dotted(tree, key, value)
