@@ -68,9 +68,37 @@ def environment() -> dict:
     return env
 
 
+def run_tree(cmd: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """``subprocess.run`` for commands that start process trees (Ray): on a timeout the whole
+    tree is killed, so a wedged run cannot slow every later test, and the failure shows the
+    end of what it printed."""
+    import psutil
+    import pytest
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for child in [*psutil.Process(proc.pid).children(recursive=True), proc]:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        out, err = proc.communicate()
+        pytest.fail(f"timed out after {timeout} s: {cmd[:3]}\n{out[-3000:]}\n{err[-5000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def shm_segments() -> set[str]:
+    """DeepSpeed's CPU all-reduce segments in /dev/shm (each 66 MB of RAM while it exists)."""
+    return {p.name for p in Path("/dev/shm").glob("deepspeed_allreduce_buffer_*")}
+
+
 def train(
     script: str, ranks: int, shards: Path, run_dir: Path, *overrides: str, expect_ok: bool = True
 ) -> subprocess.CompletedProcess:
+    segments_before = shm_segments()
     result = subprocess.run(
         command(script, ranks, shards, run_dir, *overrides),
         cwd=ROOT,
@@ -81,6 +109,7 @@ def train(
     )
     if expect_ok:
         assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
+    assert shm_segments() <= segments_before, "a run left DeepSpeed's shared memory behind"
     return result
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -55,12 +56,34 @@ def setup(device: str = "auto") -> World:
     # Creates the group from the launcher's environment, or adopts the one that exists (ours
     # above, or Ray Train's); a no-op when DeepSpeed has already done either.
     deepspeed.init_distributed(dist_backend="nccl" if use_cuda else "gloo")
+    if not use_cuda and dist.get_world_size() > 1:
+        _unlink_shm_allreduce_segment(dist.get_rank())
     return World(
         rank=dist.get_rank(),
         world_size=dist.get_world_size(),
         local_rank=local_rank,
         device=torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"),
     )
+
+
+def _unlink_shm_allreduce_segment(rank: int) -> None:
+    """Drop the name of DeepSpeed's CPU all-reduce segment once every rank has mapped it.
+
+    DeepSpeed's CPU ``shm_comm`` op gives each rank a 66 MB segment in /dev/shm and never
+    unlinks it, so every multi-rank CPU run left 66 MB per rank in RAM until reboot (a test
+    suite filled /dev/shm and Ray's OOM killer started killing workers). ``init_distributed``
+    returns only after this rank has mapped every peer's segment, so after a barrier no rank
+    opens a segment by name again; the mappings themselves stay valid until the processes
+    exit, which is when the kernel frees the memory, crash or not.
+    """
+    shm = Path("/dev/shm")
+    if not shm.is_dir():  # not Linux: DeepSpeed's op is not built there either
+        return
+    dist.barrier()
+    env = os.environ
+    name = (f"deepspeed_allreduce_buffer_{os.getuid()}_{env.get('MASTER_ADDR', '')}_"
+            f"{env.get('MASTER_PORT', '')}_{rank}")
+    (shm / name).unlink(missing_ok=True)  # absent when DeepSpeed chose plain gloo
 
 
 def average_(tensors: list[torch.Tensor]) -> None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from contextlib import contextmanager
+import warnings
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +95,38 @@ def local_ray(config: Config, ray_dir: Path):
     try:
         yield
     finally:
+        started = _descendants() if tune.address is None else []
         ray.shutdown()
+        _stop_leftovers(started)
         if tune.address is None and link is not None:
             link.unlink()
             link.parent.rmdir()
+
+
+def _descendants() -> list:
+    import psutil
+
+    return psutil.Process().children(recursive=True)
+
+
+def _stop_leftovers(processes: list, grace_s: float = 15.0) -> None:
+    """Kill what a local Ray leaves behind after ``ray.shutdown``.
+
+    Shutdown stops Ray's daemons, and workers normally exit when they lose their raylet; a
+    worker blocked in native code (a collective whose peer was OOM-killed) or a process a
+    trial spawned can outlive them, holding cores and memory after the search has returned.
+    """
+    import psutil
+
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    names = []
+    for proc in alive:
+        with suppress(psutil.NoSuchProcess):
+            names.append(proc.name())
+            proc.kill()
+    if names:
+        warnings.warn(f"Ray left {len(names)} process(es) running after shutdown "
+                      f"({', '.join(sorted(set(names)))}); killed them", stacklevel=2)
 
 
 def _scheduler(config: Config, max_t: int):  # noqa: ANN202 - a Tune scheduler

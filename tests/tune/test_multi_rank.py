@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
-from launching import ROOT, TINY, environment
+from launching import ROOT, TINY, environment, run_tree
 
 pytestmark = pytest.mark.slow
 
 
 def test_trial_runs_as_two_ray_train_ranks(tiny_shards, tmp_path):
-    run = subprocess.run(
+    run = run_tree(
         [sys.executable, str(ROOT / "launch" / "tune.py"), *TINY, "name=ddp",
          f"run_dir={tmp_path}", f"data.root={tiny_shards}", "schedule.epochs=1",
          "tune.workers_per_trial=2", "tune.cpus_per_worker=0.5", "tune.num_samples=1",
          "tune.scheduler=fifo", "tune.finetune_epochs=1", "tune.num_cpus=2",
          "tune.search_space={mask.grid: {choice: [4]}}"],
-        env={**environment(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-        timeout=600,
+        env={**environment(), "OMP_NUM_THREADS": "1"}, timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summary = json.loads((tmp_path / "ddp" / "search.json").read_text())

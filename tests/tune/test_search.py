@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from launching import ROOT, TINY, environment
+from launching import ROOT, TINY, environment, run_tree
 
 from pgnm.config import load_config
 
@@ -77,9 +77,8 @@ def test_asha_search_end_to_end(tiny_shards, tmp_path):
     started = time.monotonic()
     killer.start()
     try:
-        run = subprocess.run([sys.executable, str(ROOT / "launch" / "tune.py"),
-                              "--config", str(config_path)],
-                             env=env, capture_output=True, text=True, timeout=900)
+        run = run_tree([sys.executable, str(ROOT / "launch" / "tune.py"),
+                        "--config", str(config_path)], env=env, timeout=900)
     finally:
         stop.set()
     print(f"search took {time.monotonic() - started:.0f} s")
@@ -142,3 +141,17 @@ def test_asha_search_end_to_end(tiny_shards, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     trained = json.loads((tmp_path / "search-best" / "summary.json").read_text())
     assert trained["stage"] == "pretrain" and trained["global_step"] > 0
+
+
+def test_processes_that_outlive_ray_shutdown_are_killed_with_a_warning():
+    import psutil
+
+    from pgnm.tune.search import _stop_leftovers
+
+    stuck = subprocess.Popen([sys.executable, "-c",  # ignores SIGTERM, as a wedged worker would
+                              "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+                              " print(flush=True); time.sleep(600)"], stdout=subprocess.PIPE)
+    stuck.stdout.readline()
+    with pytest.warns(UserWarning, match=r"Ray left 1 process\(es\) running .*killed them"):
+        _stop_leftovers([psutil.Process(stuck.pid)], grace_s=0.5)
+    assert stuck.wait(timeout=10) == -signal.SIGKILL
