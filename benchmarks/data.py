@@ -20,6 +20,7 @@ Without ``--src`` a synthetic release is generated first; sharding throughput is
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import os
@@ -74,6 +75,8 @@ def time_epochs(make_iter, epochs: int) -> dict:
     for _ in range(epochs):
         for batch, _labels in make_iter():
             images += batch.shape[0]
+        batch = _labels = None  # the last batch is not a leak
+        gc.collect()  # count what is still referenced, not garbage awaiting the collector
         rss.append(round(_rss_mb(), 1))
     wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
     return {

@@ -89,3 +89,12 @@ def test_rejects_bad_arguments(tmp_path):
         main(["--out", str(tmp_path / "file"), "--quick"])
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--quick", "--threads", "0"])
+
+
+def test_memory_is_judged_after_the_allocator_settles():
+    from benchmarks.run_all import memory_record
+
+    settling = memory_record([530.0, 690.0, 710.0, 420.0, 421.0, 420.5, 421.0, 420.0])
+    assert settling["flat"] and abs(settling["slope_mb_per_epoch"]) < 0.5
+    leaking = memory_record([500.0 + 6.0 * epoch for epoch in range(8)])  # a batch per epoch
+    assert not leaking["flat"] and leaking["slope_mb_per_epoch"] == pytest.approx(6.0)
