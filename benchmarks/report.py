@@ -57,7 +57,8 @@ def markdown(result: dict) -> str:
     data = result["data"]
     lines += ["", f"Data loading (batch {setup['loader_batch']}, {setup['crop']} px crops, "
               f"{setup['loader_epochs']} epochs; sharding {_fmt(data['shard_img_s'])} img/s):",
-              "", "| loader | img/s | CPU ms/img | RSS MB per epoch | RSS slope MB/epoch (2nd half) |",
+              "", "| loader | img/s | CPU ms/img | RSS MB per epoch "
+              "| RSS slope MB/epoch (2nd half) |",
               "|---|---|---|---|---|"]  # fmt: skip
     for name in ("dali", "webdataset", "reference"):
         v = data[name]

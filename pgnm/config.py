@@ -134,6 +134,7 @@ class EngineConfig(_Section):
     resume: str = "auto"  # auto | never | path to a checkpoint directory
     checkpoint_every: int = Field(0, ge=0)  # steps between mid-epoch checkpoints; 0 = per epoch
     checkpoint_keep: int = Field(2, ge=1)  # complete checkpoints kept; older ones are deleted
+    checkpoints: bool = True  # false: none at all, for runs cheaper to redo than to resume
 
 
 class TrackingConfig(_Section):
@@ -229,7 +230,7 @@ class FewShotConfig(_Section):
     inits: dict[str, InitSpec] = Field(default_factory=dict)
     controls: ControlsConfig = ControlsConfig()
     min_steps: int = Field(0, ge=0)  # each fine-tune trains at least this many steps
-    keep_runs: bool = False  # keep each fine-tune's directory (model, checkpoints)
+    keep_runs: bool = False  # keep each fine-tune's directory (model, metrics, curves)
 
     @field_validator("sizes")
     @classmethod
@@ -267,6 +268,8 @@ class Config(_Section):
     def _consistent(self) -> Config:
         if self.data.on_bad_sample == "skip" and self.data.loader == "dali":
             raise ValueError("data.on_bad_sample=skip needs data.loader=webdataset or auto")
+        if self.engine.checkpoint_every and not self.engine.checkpoints:
+            raise ValueError("engine.checkpoint_every needs engine.checkpoints=true")
         pad = self.mask.kernel_size // 2
         if pad >= self.data.image_size:  # reflect padding needs pad < image side
             raise ValueError(

@@ -93,6 +93,11 @@ def test_kernel_must_fit_the_image():
         load_config(overrides=["data.image_size=8", "mask.kernel_size=17"])
 
 
+def test_checkpoint_interval_needs_checkpoints():
+    with pytest.raises(ConfigError, match="engine.checkpoint_every needs engine.checkpoints"):
+        load_config(overrides=["engine.checkpoints=false", "engine.checkpoint_every=5"])
+
+
 def test_override_values_are_typed_like_yaml():
     assert parse_overrides(["a=0.1", "b=1e-4", "c=true", "d=null", "e=resnet18", "f=[1, 2]"]) == {
         "a": 0.1,

@@ -114,6 +114,7 @@ def finetune_config(config: Config, init: Resolved, data_root: Path, k: int, see
         "run_dir": str(run_dir), "seed": seed % 2**31, "model.init": init.model,
         "model.num_classes": None, "policy.enabled": False, "data.root": str(data_root),
         "data.batch_size": batch, "schedule.epochs": epochs, "engine.resume": "never",
+        "engine.checkpoints": False,  # a fine-tune of seconds is redone, never resumed
         "tracking.log_model": False, "tracking.parent_run_id": parent,
     }
     if store is not None:

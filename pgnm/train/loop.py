@@ -215,6 +215,8 @@ def _guarded_forward(run: Run, images: torch.Tensor, labels: torch.Tensor) -> St
 
 
 def save_checkpoint(run: Run, epoch: int, step_in_epoch: int) -> None:
+    if not run.config.engine.checkpoints:
+        return
     position = {"global_step": run.global_step, "epoch": epoch, "step_in_epoch": step_in_epoch,
                 "tracking_run_id": run.tracker.run_id}
     checkpoint.save(run.engine, run.out_dir / "checkpoints", run.world, position,

@@ -45,6 +45,9 @@ def check(config: Config) -> None:
         isinstance(s, dict) and "grid" in s for s in tune.search_space.values()
     ):
         raise ConfigError("tune.searcher=optuna cannot expand grid specs; use choice")
+    if not config.engine.checkpoints:
+        raise ConfigError("engine.checkpoints=false: a search retries and resumes trials from "
+                          "their checkpoints; leave it on")
     if not config.policy.enabled:
         raise ConfigError("policy.enabled=false: a search trains stage 1, give a pretrain config")
     if config.data.root is None:

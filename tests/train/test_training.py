@@ -121,9 +121,12 @@ def test_finetune_reinitialises_the_head_for_another_class_count(tiny_shards, tm
         "name=transfer",
         f"model.init={tmp_path / 'rin165.pth'}",
         "schedule.max_steps=2",
+        "engine.checkpoints=false",  # as few-shot fine-tunes run: redone, never resumed
     )
     assert "classification head re-initialised" in result.stdout
     assert summary(tmp_path, "transfer")["global_step"] == 2
+    assert (tmp_path / "transfer" / "model" / "model.pt").is_file()
+    assert not (tmp_path / "transfer" / "checkpoints").exists()
 
 
 def test_bf16_pretraining_on_cpu(tiny_shards, tmp_path):

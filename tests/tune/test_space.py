@@ -61,6 +61,7 @@ def test_bad_space_names_the_key(space, named):
         ({"tune.searcher": "optuna",
           "tune.search_space": {"objective.name": {"grid": ["paper", "reinforce"]}}}, "optuna"),
         ({"policy.enabled": False}, "policy.enabled"),
+        ({"engine.checkpoints": False}, "engine.checkpoints"),
         ({}, "data.root=shards"),  # no shards there: refused before Ray starts
     ],
 )
