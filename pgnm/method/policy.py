@@ -73,7 +73,9 @@ class Policy(nn.Module):
                 mode="bilinear",
                 align_corners=False,
                 antialias=True,
-            ).contiguous()  # NCHW: at this size oneDNN runs the trunk faster than in NHWC
+            )
+            if images.device.type == "cpu":  # oneDNN runs a trunk this small faster in NCHW
+                images = images.contiguous()
         features = self.trunk(images)
         head_alpha = self.alpha_head(features)  # each head runs once per step (the official
         head_beta = self.beta_head(features)  # code runs them twice, updating BN stats twice)

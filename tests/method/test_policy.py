@@ -104,6 +104,18 @@ def test_light_policy_sees_a_downsampled_image_and_gives_the_same_outputs():
     assert logits.alpha.shape == (2, 16)
 
 
+def test_light_policy_trunk_runs_in_nchw_on_cpu_whatever_the_batch_layout():
+    light = Policy(grid=4, hidden_dim=16, input_size=16).eval()
+    contiguous = []
+    light.trunk.register_forward_pre_hook(lambda _, args: contiguous.append(
+        args[0].is_contiguous()))
+    images = torch.randn(2, 3, 64, 64)
+    from_nhwc = light(images.contiguous(memory_format=torch.channels_last))
+    from_nchw = light(images)
+    assert contiguous == [True, True]
+    torch.testing.assert_close(from_nhwc.alpha, from_nchw.alpha)
+
+
 def test_state_logits_expand_the_running_state(policy):
     logits = policy.state_logits(batch_size=3)
     assert logits.alpha.shape == (3, 16)
