@@ -15,7 +15,7 @@ from pathlib import Path
 from pgnm.config import Config
 from pgnm.tracking import declare_model_input
 from pgnm.tracking import tracking_uri as resolve_tracking_uri
-from pgnm.tracking.store import experiment_id
+from pgnm.tracking.store import experiment_id, mlflow_client
 
 
 class ProtocolTracker:
@@ -31,9 +31,7 @@ class ProtocolTracker:
             return None
         try:
             if self._client is None:
-                from mlflow import MlflowClient
-
-                self._client = MlflowClient(self.store, registry_uri=self.store)
+                self._client = mlflow_client(self.store)
             return fn(self._client, *args, **kwargs)
         except Exception as err:  # the store is down: the files on disk still hold everything
             warnings.warn(f"MLflow ({what}) failed: {err}", stacklevel=2)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from pgnm.tracking.store import mlflow_client
+
 # The run parameters a reader of the chain wants to see, per stage (all are in MLflow anyway).
 SHOWN_PARAMS = {
     "pretrain": ("model.arch", "objective.name", "mask.grid", "mask.kernel_size", "mask.sigma",
@@ -29,9 +31,7 @@ def _version(client, uri: str):  # noqa: ANN001, ANN202 - MlflowClient -> ModelV
 
 def lineage(uri: str, tracking_uri: str) -> list[dict]:
     """One entry per model in the chain, newest first."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    client = mlflow_client(tracking_uri)
     chain: list[dict] = []
     seen: set[str] = set()
     while uri and uri.startswith("models:/") and uri not in seen:

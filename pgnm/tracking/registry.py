@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from pgnm.config import Config
+from pgnm.tracking.store import mlflow_client
 
 MODEL_FILE = "model.pt"
 
@@ -57,7 +58,6 @@ def log_classifier(
     """Log, register and alias the classifier; returns its URIs and version."""
     import mlflow
     import mlflow.pytorch
-    from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
@@ -75,7 +75,7 @@ def log_classifier(
             extra_files=[str(model_file)],
             registered_model_name=name,
         )
-    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    client = mlflow_client(tracking_uri)
     version = str(info.registered_model_version)
     client.set_registered_model_alias(name, config.tracking.alias, version)
     m = config.mask
@@ -110,9 +110,8 @@ def resolve_init(
     if not uri.startswith(("models:/", "runs:/")):
         return Path(uri), {"pgnm.source_model_uri": uri}
     import mlflow
-    from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    client = mlflow_client(tracking_uri)
     tags = {"pgnm.source_model_uri": uri}
     named = re.match(r"models:/(?!m-)([^/@]+)(?:@(.+)|/(\d+))$", uri)
     if named:
@@ -155,7 +154,6 @@ def _fresh_dir(parent: Path | None) -> str:
 
 def declare_model_input(tracking_uri: str, run_id: str, model_id: str) -> None:
     """MLflow 3's native edge: the fine-tune run consumed this LoggedModel."""
-    from mlflow import MlflowClient
     from mlflow.entities import LoggedModelInput
 
-    MlflowClient(tracking_uri).log_inputs(run_id, models=[LoggedModelInput(model_id=model_id)])
+    mlflow_client(tracking_uri).log_inputs(run_id, models=[LoggedModelInput(model_id=model_id)])

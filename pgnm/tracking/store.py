@@ -26,6 +26,18 @@ def tracking_uri(config: TrackingConfig, run_dir: str | Path) -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
+def mlflow_client(uri: str):  # noqa: ANN201 - mlflow.MlflowClient, imported lazily
+    """A client whose tracking and registry are both ``uri``.
+
+    Without an explicit ``registry_uri`` a client follows $MLFLOW_REGISTRY_URI, which
+    ``mlflow.set_registry_uri`` exports for the whole process: after one in-process run, every
+    later client would look up models in that run's store.
+    """
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri, registry_uri=uri)
+
+
 def _local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
 

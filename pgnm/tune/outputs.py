@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pgnm.config import Config, dump_config, with_overrides
+from pgnm.tracking.store import mlflow_client
 from pgnm.train.outputs import write_summary as _write_json
 from pgnm.tune import runs
 from pgnm.tune.trial import SCORE
@@ -174,9 +175,7 @@ def register_best(config: Config, summary: dict, uri: str, search_run_id: str) -
 
 
 def log_to_search_run(uri: str, run_id: str, out_dir: Path, summary: dict) -> None:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(uri, registry_uri=uri)
+    client = mlflow_client(uri)
     for name in ("search.json", "trials.csv", "trials.md", "search.png", "best.yaml",
                  "search_config.yaml"):
         if (out_dir / name).exists():

@@ -18,23 +18,17 @@ from typing import Any
 
 from ray import tune
 
-from pgnm.tracking.store import experiment_id
+from pgnm.tracking.store import experiment_id, mlflow_client
 
 STAGE_TAG = "pgnm.stage"
 TRIAL_TAG = "pgnm.tune.trial_id"
 PARENT_TAG = "mlflow.parentRunId"
 
 
-def _client(uri: str):  # noqa: ANN202 - mlflow.MlflowClient, imported lazily
-    from mlflow import MlflowClient
-
-    return MlflowClient(uri, registry_uri=uri)
-
-
 def open_search_run(uri: str, experiment: str, run_dir: str, name: str,
                     params: dict[str, Any]) -> tuple[str, str]:
     """Create the experiment (in the driver, before trials race to) and the search run."""
-    client = _client(uri)
+    client = mlflow_client(uri)
     exp = experiment_id(client, experiment, uri, run_dir)
     run_id = client.create_run(exp, run_name=name, tags={STAGE_TAG: "search"}).info.run_id
     for key, value in params.items():
@@ -45,7 +39,7 @@ def open_search_run(uri: str, experiment: str, run_dir: str, name: str,
 def open_trial_run(uri: str, exp: str, search_run_id: str, trial_id: str,
                    params: dict[str, Any]) -> tuple[str, bool]:
     """The trial's run, and whether it existed: a crashed trial's retry finds it again."""
-    client = _client(uri)
+    client = mlflow_client(uri)
     found = client.search_runs(
         [exp], f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{search_run_id}'"
     )
@@ -63,14 +57,14 @@ def open_trial_run(uri: str, exp: str, search_run_id: str, trial_id: str,
 
 
 def log_metrics(uri: str, run_id: str, metrics: dict[str, Any], step: int) -> None:
-    client = _client(uri)
+    client = mlflow_client(uri)
     for key, value in metrics.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
             client.log_metric(run_id, key, float(value), step=step)
 
 
 def end_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
-    _client(uri).set_terminated(run_id, status)
+    mlflow_client(uri).set_terminated(run_id, status)
 
 
 def _children(client, exp: str, run_id: str) -> list:  # noqa: ANN001
@@ -79,7 +73,7 @@ def _children(client, exp: str, run_id: str) -> list:  # noqa: ANN001
 
 def close_trial(uri: str, exp: str, search_run_id: str, trial_id: str, status: str) -> None:
     """End a trial's runs that are still open; ``status`` is the trial run's end state."""
-    client = _client(uri)
+    client = mlflow_client(uri)
     trials = client.search_runs(
         [exp], f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{search_run_id}'"
     )
@@ -121,7 +115,7 @@ def register_best(uri: str, name: str, alias: str, model_id: str, source_run_id:
     # The registry resolves models:/m-<id> sources through the process's tracking URI.
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = _client(uri)
+    client = mlflow_client(uri)
     try:
         client.create_registered_model(name)
     except MlflowException:

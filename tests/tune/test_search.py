@@ -13,35 +13,26 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from launching import ROOT, TINY, environment, run_tree
 
-from pgnm.config import load_config
+from pgnm.config import dump_config, load_config, with_overrides
 
 pytestmark = pytest.mark.slow
 
 
 def _search_config(shards: Path, run_dir: Path) -> Path:
-    tiny = dict(item.split("=", 1) for item in TINY)
-    tree: dict = {}
-    for key, text in tiny.items():
-        node = tree
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(text)
-    tree.update(name="search", run_dir=str(run_dir))
-    tree["data"]["root"] = str(shards)
-    tree["tune"] = {
-        "num_samples": 1, "max_concurrent": 2, "grace_period": 1, "reduction_factor": 2,
-        "max_failures": 1, "finetune_epochs": 1, "num_cpus": 2,
-        "finetune_overrides": {"optim.lr": 0.01},
+    config = load_config(overrides=[*TINY, "name=search", f"run_dir={run_dir}",
+                                    f"data.root={shards}"])
+    config = with_overrides(config, {
+        "tune.num_samples": 1, "tune.max_concurrent": 2, "tune.grace_period": 1,
+        "tune.reduction_factor": 2, "tune.max_failures": 1, "tune.finetune_epochs": 1,
+        "tune.num_cpus": 2, "tune.finetune_overrides": {"optim.lr": 0.01},
         # Two trials that learn, then two that barely can: ASHA has someone to stop.
-        "search_space": {"optim.lr": {"grid": [0.02, 0.01, 1.0e-6, 1.0e-6]},
-                         "mask.grid": {"choice": [4, 8]}},
-    }
+        "tune.search_space": {"optim.lr": {"grid": [0.02, 0.01, 1.0e-6, 1.0e-6]},
+                              "mask.grid": {"choice": [4, 8]}},
+    })
     path = run_dir / "search.yaml"
-    path.write_text(yaml.safe_dump(tree))
+    path.write_text(dump_config(config))
     return path
 
 
