@@ -87,7 +87,3 @@ def run(
     )
     return result
 
-
-def steps_needed(images: int, batch: int, epochs: int) -> int:
-    """How many progress ticks ``run`` makes: three pipelines of ``epochs`` epochs each."""
-    return 3 * epochs * (images // batch)
