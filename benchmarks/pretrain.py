@@ -86,4 +86,3 @@ def run(
         lambda: iter(reference), reference_step, epochs, warmup, progress
     )
     return result
-
