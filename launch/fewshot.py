@@ -12,26 +12,20 @@ MLflow parent run (``pgnm/protocol``). Re-running continues where a run stopped.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from pgnm.config import config_from_argv  # noqa: E402
+from pgnm.errors import reported_as_one_line  # noqa: E402
 from pgnm.protocol import run_protocol  # noqa: E402
-from pgnm.train.cli import USER_ERRORS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
     config = config_from_argv(argv, __doc__.splitlines()[0])
-    try:
+    with reported_as_one_line("fewshot"):
         result = run_protocol(config)
-    except USER_ERRORS as err:
-        if os.environ.get("PGNM_DEBUG"):
-            raise
-        print(f"error (fewshot): {err}", file=sys.stderr)
-        raise SystemExit(2) from None
     print(Path(result["files"][1]).read_text())
     print("\n".join(["results:", *(f"  {f}" for f in result["files"])]))
     return result

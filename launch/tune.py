@@ -16,18 +16,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from pgnm.config import ConfigError, config_from_argv  # noqa: E402
+from pgnm.config import config_from_argv  # noqa: E402
+from pgnm.errors import reported_as_one_line  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
     config = config_from_argv(argv, __doc__.splitlines()[0])
     from pgnm.tune import check, run_search
 
-    try:
+    with reported_as_one_line("tune"):
         check(config)  # before Ray starts: a bad key should cost a second, not a cluster
-    except ConfigError as err:
-        print(f"error (tune): {err}", file=sys.stderr)
-        raise SystemExit(2) from None
     summary = run_search(config)
     best = summary.get("best")
     if best is None:

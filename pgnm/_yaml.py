@@ -8,9 +8,7 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration problem, with the offending key (and file) in the message."""
+from pgnm.errors import ConfigError
 
 
 class _Loader(yaml.SafeLoader):

@@ -54,6 +54,14 @@ class PolicyConfig(_Section):
     logit_clamp: float | None = Field(8.0, gt=0.0)
     sample_eps: float = Field(1e-6, ge=0.0, lt=0.5)
     check_finite: bool = True  # raise, naming the step, on a non-finite logit or log-prob
+    # 1 (departure): each head runs once per step. 2: as the official code, which runs each
+    # head a second time to update the running state; outputs and gradients are the same, but
+    # the heads' BatchNorm statistics are updated twice per step.
+    head_passes: Literal[1, 2] = 1
+    # true (departure): the running state is averaged over ranks after every step, so every
+    # rank samples from the same state and the checkpoint holds the one state. false: as the
+    # official code under DDP, each rank keeps and updates its own (they drift apart).
+    share_running_state: bool = True
     # How Beta draws are made. gamma: log-space Gamma ratio, same distribution, ~2-3x faster
     # on CPU and finite for any clamped concentration. torch: torch.distributions.Beta, the
     # official code's sampler and random stream.
@@ -270,6 +278,11 @@ class Config(_Section):
             raise ValueError("data.on_bad_sample=skip needs data.loader=webdataset or auto")
         if self.engine.checkpoint_every and not self.engine.checkpoints:
             raise ValueError("engine.checkpoint_every needs engine.checkpoints=true")
+        if self.engine.precision == "bf16" and self.engine.zero_stage == 0:
+            # DeepSpeed 0.19.8 runs bf16 with ZeRO 0 without an fp32 copy of the weights: SGD
+            # would update bf16 weights directly, losing small updates to rounding.
+            raise ValueError("engine.precision=bf16 needs engine.zero_stage >= 1 (fp32 master "
+                             "weights); with ZeRO 0 DeepSpeed updates the bf16 weights directly")
         pad = self.mask.kernel_size // 2
         if pad >= self.data.image_size:  # reflect padding needs pad < image side
             raise ValueError(

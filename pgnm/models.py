@@ -17,12 +17,13 @@ import torch
 from torch import Tensor, nn
 
 from pgnm.config import ModelConfig
+from pgnm.errors import ConfigError
 
 # Wrappers that prefix parameter names: torch.compile, DDP/DataParallel, DeepSpeed's module.
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 
 
-class UnknownArchitectureError(ValueError):
+class UnknownArchitectureError(ConfigError):
     pass
 
 
@@ -93,7 +94,7 @@ def load_backbone(
             )
             if keys
         )
-        raise ValueError(f"{source} does not fit {type(model).__name__}: {details}")
+        raise ConfigError(f"{source} does not fit {type(model).__name__}: {details}")
     model.load_state_dict(weights, strict=not head_differs)
     return head_differs
 
@@ -106,7 +107,7 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model.init: no such file: {path}")
+        raise ConfigError(f"model.init: no such file: {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -117,5 +118,5 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
             payload = payload[key]
             break
     if not isinstance(payload, dict) or not all(isinstance(v, Tensor) for v in payload.values()):
-        raise ValueError(f"model.init: {path} holds no state dict of tensors")
+        raise ConfigError(f"model.init: {path} holds no state dict of tensors")
     return payload

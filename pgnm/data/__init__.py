@@ -60,6 +60,7 @@ def build_loader(
         world_size=world_size,
         seed=config.seed,
         shuffle_buffer=data.shuffle_buffer,
+        accumulation=config.optim.grad_accum_steps if train else 1,
     )
     if choose_loader(config) == "dali":
         return DaliLoader(**common, device_id=device_id, num_threads=max(1, data.num_workers))

@@ -50,6 +50,7 @@ class DaliLoader:
         device_id: int | None = None,
         num_threads: int = 2,
         shuffle_buffer: int = 512,
+        accumulation: int = 1,
     ) -> None:
         self.info, self.tars, self.indexes = split_shards(root, split)
         self.split, self.batch_size, self.train, self.spec = split, batch_size, train, spec
@@ -58,7 +59,7 @@ class DaliLoader:
         self.shuffle_buffer = shuffle_buffer
         self.num_samples = self.info.splits[split].samples
         self.batches_per_epoch = batches_per_epoch(
-            self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}"
+            self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}", accumulation
         )
         self.epoch, self.step = 0, 0
         self._checkpoint: str | None = None

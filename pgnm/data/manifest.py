@@ -23,6 +23,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from pgnm.errors import PgnmError
+
 DATASET_FILE = "dataset.json"
 CLASSES_FILE = "classes.json"
 MANIFEST_FILE = "manifest.csv"
@@ -44,7 +46,7 @@ MANIFEST_COLUMNS = [
 ]
 
 
-class ManifestError(ValueError):
+class ManifestError(PgnmError, ValueError):
     """A shard directory is missing a file or holds one that does not parse."""
 
 

@@ -21,10 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pgnm.config import DataConfig
-
-
-class DataError(RuntimeError):
-    """A shard or sample that cannot be read; the message names the shard and key."""
+from pgnm.errors import DataError  # re-exported: the loaders' error type
 
 
 @dataclass(frozen=True)
@@ -58,16 +55,21 @@ def eval_batches(total: int, rank: int, world: int, batch_size: int) -> int:
 
 
 def batches_per_epoch(
-    total: int, batch_size: int, train: bool, rank: int, world: int, where: str
+    total: int, batch_size: int, train: bool, rank: int, world: int, where: str,
+    accumulation: int = 1,
 ) -> int:
-    """Training: full batches every rank can fill. Evaluation: this rank's share, once."""
+    """Training: full batches every rank can fill, cut to whole optimizer steps of
+    ``accumulation`` batches (so no accumulation window straddles two epochs or a checkpoint).
+    Evaluation: this rank's share, once."""
     if not train:
         return eval_batches(total, rank, world, batch_size)
     batches = train_batches_per_epoch(total, world, batch_size)
+    batches -= batches % accumulation
     if batches == 0:
+        steps = f" x {accumulation} accumulated batches" if accumulation > 1 else ""
         raise DataError(
-            f"{where}: {total} samples cannot fill one batch of {batch_size} on each of "
-            f"{world} ranks"
+            f"{where}: {total} samples cannot fill one batch of {batch_size}{steps} on each "
+            f"of {world} ranks"
         )
     return batches
 

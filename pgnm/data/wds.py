@@ -22,6 +22,7 @@ import io
 import random
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -39,12 +40,19 @@ from pgnm.data.spec import (
     random_resized_crop_box,
     rank_range,
 )
+from pgnm.seeds import derive
 
 
 def _check_key(key: str, shard: Path) -> None:
     path = PurePosixPath(key)
     if path.is_absolute() or ".." in path.parts:
         raise DataError(f"{shard}: member {key!r} has an absolute or parent path; refusing it")
+
+
+class _Failure(NamedTuple):
+    """A data error found in a DataLoader worker, carried to the main process as an item."""
+
+    message: str
 
 
 class _RankStream(IterableDataset):
@@ -154,7 +162,13 @@ class _RankStream(IterableDataset):
         grey = TF.resized_crop(grey, top, left, h, w, size, antialias=True)
         return TF.horizontal_flip(grey) if rng.random() < spec.flip else grey
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor] | _Failure]:
+        try:
+            yield from self._batches()
+        except DataError as err:  # handed over as data: a worker's exception would reach the
+            yield _Failure(str(err))  # main process wrapped in its traceback text
+
+    def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         ld = self.loader
         worker = get_worker_info()
         worker_id, workers = (worker.id, worker.num_workers) if worker else (0, 1)
@@ -198,6 +212,7 @@ class WebDatasetLoader:
         num_workers: int = 2,
         shuffle_buffer: int = 512,
         on_bad_sample: str = "error",
+        accumulation: int = 1,
     ) -> None:
         info, self.tars, _ = split_shards(root, split)
         self.shard_counts = [shard.samples for shard in info.splits[split].shards]
@@ -209,7 +224,7 @@ class WebDatasetLoader:
         self.on_bad_sample = on_bad_sample
         self.num_samples = info.splits[split].samples
         self.batches_per_epoch = batches_per_epoch(
-            self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}"
+            self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}", accumulation
         )
         self.epoch, self.step, self.skipped = 0, 0, 0
 
@@ -234,9 +249,16 @@ class WebDatasetLoader:
             batch_size=None,
             num_workers=self.num_workers,
             prefetch_factor=2 if self.num_workers else None,
+            # Its own generator: a DataLoader draws its workers' base seed when iteration
+            # starts, from torch's global RNG unless given one -- a draw that shifts the
+            # training stream (the masks) whenever a run resumes mid-epoch.
+            generator=torch.Generator().manual_seed(derive(self.seed, self.epoch, self.rank)),
         )
         mean, std = self.spec.mean, self.spec.std
-        for images, labels in loader:
+        for item in loader:
+            if isinstance(item, _Failure):
+                raise DataError(item.message)
+            images, labels = item
             self.step += 1
             images = images.float().div_(255.0).sub_(mean).div_(std)
             yield images.expand(-1, 3, -1, -1), labels

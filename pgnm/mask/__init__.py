@@ -22,6 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from pgnm.errors import ConfigError
 from pgnm.mask import fused, reference
 
 KERNEL_CHOICES = ("reference", "fused", "triton", "auto")
@@ -38,9 +39,10 @@ def _interpreting() -> bool:
 
 def _triton_apply(images: Tensor, values: Tensor, kernel_size: int, sigma: float) -> Tensor:
     if not triton_available():
-        raise ValueError("mask.kernel='triton' needs the triton package; install it or use 'fused'")
+        raise ConfigError(
+            "mask.kernel='triton' needs the triton package; install it or use 'fused'")
     if not images.is_cuda and not _interpreting():
-        raise ValueError(
+        raise ConfigError(
             f"mask.kernel='triton' runs on CUDA tensors, got images on {images.device}; "
             "use mask.kernel='fused' or 'auto' on the CPU (or set TRITON_INTERPRET=1 to run "
             "the Triton interpreter, for testing)"

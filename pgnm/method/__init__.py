@@ -26,6 +26,7 @@ def build_policy(config: Config) -> Policy:
         mixing_decay=p.mixing_decay,
         state_momentum=p.state_momentum,
         input_size=p.input_size,
+        head_passes=p.head_passes,
     )
 
 

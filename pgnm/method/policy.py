@@ -50,8 +50,10 @@ class Policy(nn.Module):
         mixing_decay: float = 0.9,
         state_momentum: float = 0.99,
         input_size: int | None = None,
+        head_passes: int = 1,
     ) -> None:
         super().__init__()
+        self.head_passes = head_passes
         self.grid = grid
         self.mixing_decay = mixing_decay
         self.state_momentum = state_momentum
@@ -77,14 +79,18 @@ class Policy(nn.Module):
             if images.device.type == "cpu":  # oneDNN runs a trunk this small faster in NCHW
                 images = images.contiguous()
         features = self.trunk(images)
-        head_alpha = self.alpha_head(features)  # each head runs once per step (the official
-        head_beta = self.beta_head(features)  # code runs them twice, updating BN stats twice)
+        head_alpha = self.alpha_head(features)
+        head_beta = self.beta_head(features)
         d = self.mixing_decay
         logits = BetaLogits(
             alpha=d * self.base_alpha + (1.0 - d) * head_alpha,
             beta=d * self.base_beta + (1.0 - d) * head_beta,
         )
         if self.training:  # logits above used the state from before this batch, as officially
+            if self.head_passes == 2:  # the official code's second pass: same values, but
+                with torch.no_grad():  # the heads' BatchNorm statistics move twice per step
+                    head_alpha = self.alpha_head(features)
+                    head_beta = self.beta_head(features)
             self._update_running_state(head_alpha, head_beta)
         return logits
 

@@ -134,7 +134,7 @@ def finetune_once(config: Config, init: Resolved, log_file: Path) -> dict:
             return
         loader = build_loader(run.config, "test", False, run.world.rank, run.world.world_size,
                               run.world.dali_device_id)
-        metrics = evaluate(run.model, loader, run.world, run.config.seed)
+        metrics = evaluate(run.model, loader, run.world, run.config.seed).metrics
         result.update({key: metrics[f"plain/{key}"] for key in TEST_KEYS})
         run.tracker.log_metrics({f"test/{k}": v for k, v in result.items()}, run.global_step)
 

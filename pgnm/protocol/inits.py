@@ -173,7 +173,7 @@ class InitResolver:
             local, tags = resolve_init(model, self.store, self.train_dir / "downloads")
             return Resolved("", str(local), model, tags)
         if not Path(model).is_file():
-            raise FileNotFoundError(f"fewshot.inits: model file not found: {model}")
+            raise ConfigError(f"fewshot.inits: model file not found: {model}")
         return Resolved("", model, model, {"pgnm.source_model_uri": model})
 
     def _train(self, name: str, i: int, spec: StageSpec, start: Resolved) -> dict:

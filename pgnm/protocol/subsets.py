@@ -35,9 +35,10 @@ from pgnm.data.manifest import (
     load_dataset_info,
     split_shards,
 )
+from pgnm.errors import DataError
 
 
-class ProtocolDataError(ValueError):
+class ProtocolDataError(DataError, ValueError):
     """A downstream set the protocol cannot use; the message names the config key or file."""
 
 

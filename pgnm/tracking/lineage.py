@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from pgnm.errors import ConfigError
 from pgnm.tracking.store import mlflow_client
 
 # The run parameters a reader of the chain wants to see, per stage (all are in MLflow anyway).
@@ -20,7 +21,7 @@ SHOWN_METRICS = ("plain/top1", "plain/f1_macro", "masked/top1")
 def _version(client, uri: str):  # noqa: ANN001, ANN202 - MlflowClient -> ModelVersion
     match = re.match(r"models:/([^/@]+)(?:@(.+)|/(\d+))$", uri)
     if not match:
-        raise ValueError(f"{uri}: expected models:/<name>@<alias> or models:/<name>/<version>")
+        raise ConfigError(f"{uri}: expected models:/<name>@<alias> or models:/<name>/<version>")
     name, alias, number = match.groups()
     return (
         client.get_model_version_by_alias(name, alias)

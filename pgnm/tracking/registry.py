@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from pgnm.config import Config
+from pgnm.errors import ConfigError
 from pgnm.tracking.store import mlflow_client
 
 MODEL_FILE = "model.pt"
@@ -142,7 +143,7 @@ def resolve_init(
     )
     found = sorted(local.rglob(MODEL_FILE)) if local.is_dir() else [local]
     if not found:
-        raise FileNotFoundError(f"model.init={uri}: no {MODEL_FILE} in the downloaded model")
+        raise ConfigError(f"model.init={uri}: no {MODEL_FILE} in the downloaded model")
     return found[0], tags
 
 

@@ -76,6 +76,7 @@ class Tracker:
         self._queue: queue.Queue[_Item] = queue.Queue()
         self._pending: list[_Item] = []
         self._warned = False
+        self._already_logged: set[tuple[str, int]] = set()  # (key, step), see skip_logged
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if self.enabled and run_id is not None:
@@ -93,8 +94,27 @@ class Tracker:
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
         for key, value in metrics.items():
+            if (key, step) in self._already_logged:
+                continue
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self._put("metric", key=key, value=float(value), step=step, timestamp=now)
+
+    def skip_logged(self) -> None:
+        """A resumed run: from now on, metric values the run already holds at a step are not
+        sent again. A resume is exact, so the value it would send is the one already there;
+        without this, the steps between the checkpoint and the crash would be logged twice."""
+        if not self.enabled or self.run_id is None:
+            return
+        from pgnm.tracking.store import mlflow_client
+
+        try:
+            client = mlflow_client(self.tracking_uri)
+            keys = client.get_run(self.run_id).data.metrics
+            self._already_logged = {(key, m.step) for key in keys
+                                    for m in client.get_metric_history(self.run_id, key)}
+        except Exception as err:  # the store is down: resend, at worst twice
+            warnings.warn(f"MLflow at {self.tracking_uri}: cannot read the run's metrics "
+                          f"({type(err).__name__}); steps may be logged twice", stacklevel=1)
 
     def log_params(self, params: dict[str, object]) -> None:
         for key, value in params.items():

@@ -4,7 +4,8 @@
 stage 2 (``finetune``: the classifier alone from ``model.init``, or from scratch).
 """
 
-from pgnm.train.loop import TrainingDiverged, fit
+from pgnm.errors import TrainingDiverged
+from pgnm.train.loop import fit
 from pgnm.train.model import PGNMModel, StepOutput
 
 __all__ = ["PGNMModel", "StepOutput", "TrainingDiverged", "fit"]

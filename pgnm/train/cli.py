@@ -1,27 +1,15 @@
-"""What the launch scripts share: parse the config, train, turn known failures into messages."""
+"""What the training launchers share: parse the config, share the cores, train."""
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 
 import torch
 
-from pgnm.config import ConfigError, config_from_argv, with_overrides
-from pgnm.data.manifest import ManifestError
-from pgnm.data.spec import DataError
-from pgnm.train.loop import TrainingDiverged, fit
-
-# Failures a user can fix from the message alone: no traceback for these.
-USER_ERRORS = (
-    ConfigError,
-    DataError,
-    ManifestError,
-    TrainingDiverged,
-    FileNotFoundError,
-    ValueError,
-)
+from pgnm.config import config_from_argv, with_overrides
+from pgnm.errors import reported_as_one_line
+from pgnm.train.loop import fit
 
 
 def _share_cpu_cores() -> None:
@@ -40,11 +28,5 @@ def main(
     config = config_from_argv(argv, description)
     if overrides:
         config = with_overrides(config, overrides, f"{stage} defaults")
-    try:
+    with reported_as_one_line(stage):  # pgnm's own errors in one line; bugs keep tracebacks
         return fit(config, stage)
-    except USER_ERRORS as err:
-        if os.environ.get("PGNM_DEBUG"):  # the full traceback, for bugs rather than bad input
-            raise
-        rank = os.environ.get("RANK", "0")
-        print(f"error ({stage}, rank {rank}): {err}", file=sys.stderr)
-        raise SystemExit(2) from None

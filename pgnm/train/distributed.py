@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from pgnm.errors import ConfigError, PeerFailed, PgnmError
+
 
 @dataclass(frozen=True)
 class World:
@@ -36,7 +38,7 @@ def setup(device: str = "auto") -> World:
     """Initialise (or join) the process group; safe to call once per process."""
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("engine.device=cuda but no CUDA device is visible")
+        raise ConfigError("engine.device=cuda but no CUDA device is visible")
     if not use_cuda:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     # Plain `python launch/...` or a one-rank Tune trial: a world of one. (Ray Train creates
@@ -99,6 +101,22 @@ def average_(tensors: list[torch.Tensor]) -> None:
         offset += t.numel()
 
 
+def broadcast_from_rank0_(tensors: list[torch.Tensor]) -> None:
+    """In-place copy of rank 0's values to every rank, one collective per dtype."""
+    if dist.get_world_size() == 1 or not tensors:
+        return
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for group in by_dtype.values():
+        flat = torch.cat([t.detach().reshape(-1) for t in group])
+        dist.broadcast(flat, src=0)
+        offset = 0
+        for t in group:
+            t.copy_(flat[offset : offset + t.numel()].view_as(t))
+            offset += t.numel()
+
+
 def first_failing_rank(failed: bool, world: World) -> int | None:
     """The lowest rank that reports ``failed``, agreed by all ranks (None if none did)."""
     flag = torch.tensor([world.rank if failed else world.world_size], device=world.device)
@@ -106,6 +124,17 @@ def first_failing_rank(failed: bool, world: World) -> int | None:
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     rank = int(flag.item())
     return None if rank == world.world_size else rank
+
+
+def stop_together(problem: PgnmError | None, world: World, where: str) -> None:
+    """Every rank learns whether any rank failed, and all raise at once: the failing rank its
+    own error, the others :class:`PeerFailed`. No rank is left waiting in a collective for a
+    peer that has gone, which gloo would report as a traceback about a closed connection."""
+    bad = first_failing_rank(problem is not None, world)
+    if problem is not None:
+        raise problem
+    if bad is not None:
+        raise PeerFailed(f"{where}: rank {bad} failed (its message says why); stopping with it")
 
 
 def gather_objects(obj: object) -> list[object]:

@@ -1,51 +1,121 @@
 """One DeepSpeed engine over the joint module, with a parameter group per network.
 
 The official loss runs through the policy and the classifier in one backward pass; DeepSpeed
-cannot split one backward across two engines (stack.md §5.4), so both networks live in one
-module and one engine, as two parameter groups of one SGD optimizer. Learning rates are set
-per group at each epoch from ``schedules`` (no DeepSpeed scheduler).
+cannot split one backward across two engines, so both networks live in one module and one
+engine, as two parameter groups of one SGD optimizer. Learning rates are set per group at
+each epoch from ``schedules`` (no DeepSpeed scheduler).
 
-The DeepSpeed config is generated from the typed config (micro batch, accumulation, ZeRO
-stage, bf16, clipping); ``engine.deepspeed_config`` may name a JSON file whose entries are
-merged over the generated ones, for settings pgnm does not model.
+The DeepSpeed config is generated from the typed config, and it states every DeepSpeed
+setting that changes an update, whatever DeepSpeed's default is: DeepSpeed 0.19.8 clips
+gradients at 1.0 unless told otherwise, reduces bf16 gradients in bf16, and under bf16 with
+ZeRO 0 keeps no fp32 master weights. ``engine.deepspeed_config`` may name a JSON file merged
+(deeply) over the generated config for settings pgnm does not model (bucket sizes, overlap);
+a key pgnm does model must agree with the typed config, or the run is refused naming it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from pgnm.config import Config
+from pgnm.errors import ConfigError
 from pgnm.train.schedules import learning_rate
 
 
 def deepspeed_config(config: Config, world_size: int) -> dict:
+    """The DeepSpeed config for ``config``: generated, then ``engine.deepspeed_config`` merged."""
     micro, accum = config.data.batch_size, config.optim.grad_accum_steps
+    bf16 = config.engine.precision == "bf16"
     generated: dict = {
         "train_micro_batch_size_per_gpu": micro,
         "gradient_accumulation_steps": accum,
         "train_batch_size": micro * accum * world_size,
         "zero_optimization": {"stage": config.engine.zero_stage},
-        "bf16": {"enabled": config.engine.precision == "bf16"},
+        # Written always: DeepSpeed's default is 1.0, which clips every run (0.0 = off).
+        "gradient_clipping": config.optim.grad_clip or 0.0,
+        "fp16": {"enabled": False},  # fp16 would add dynamic loss scaling, which we never want
+        "bf16": {
+            "enabled": bf16,
+            # fp32 master weights and gradients (ZeRO >= 1 keeps an fp32 copy; pgnm refuses
+            # bf16 with ZeRO 0, where DeepSpeed would run SGD on the bf16 weights themselves)
+            "bf16_master_weights_and_grads": False,
+            "bf16_optimizer_states": False,
+            # accumulate each micro-batch's gradient into fp32 at once, not in bf16 first
+            "immediate_grad_update": True,
+            # a step with inf/NaN gradients is applied, not silently skipped: the next loss
+            # is then non-finite and the run stops naming the step (loop.py)
+            "check_grad_overflow": False,
+        },
+        # Gradients are summed across ranks in fp32 and averaged after the sum, as DDP does;
+        # DeepSpeed's default communication dtype is the model's (bf16 under bf16).
+        "communication_data_type": "fp32",
+        "data_types": {"grad_accum_dtype": "fp32"},
+        "prescale_gradients": False,
+        "gradient_predivide_factor": 1.0,
+        "gradient_allreduce_op": "mean",
         "steps_per_print": 10**9,  # progress is ours to report
         "wall_clock_breakdown": False,
         # ZeRO refuses optimisers it has not been tested with unless told; SGD is fine.
         "zero_allow_untested_optimizer": True,
     }
-    if config.optim.grad_clip is not None:
-        generated["gradient_clipping"] = config.optim.grad_clip
     if config.engine.deepspeed_config:
         path = Path(config.engine.deepspeed_config)
         try:
             overrides = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"engine.deepspeed_config: cannot read {path}: {err}") from None
-        generated.update(overrides)
+            raise ConfigError(f"engine.deepspeed_config: cannot read {path}: {err}") from None
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"engine.deepspeed_config: {path} must hold a JSON object")
+        _refuse_disagreements(overrides, generated, path)
+        generated = _deep_merge(generated, overrides)
     return generated
+
+
+# DeepSpeed keys that the typed config owns: a JSON override may repeat them, not change them.
+_MODELLED = {
+    "train_micro_batch_size_per_gpu": "data.batch_size",
+    "gradient_accumulation_steps": "optim.grad_accum_steps",
+    "train_batch_size": "data.batch_size x optim.grad_accum_steps x ranks",
+    "zero_optimization.stage": "engine.zero_stage",
+    "bf16.enabled": "engine.precision",
+    "fp16.enabled": "engine.precision (fp16 is not supported)",
+    "gradient_clipping": "optim.grad_clip",
+}
+
+
+def _leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _refuse_disagreements(overrides: dict, generated: dict, path: Path) -> None:
+    ours = dict(_leaves(generated))
+    for key, value in _leaves(overrides):
+        if key in _MODELLED and value != ours[key]:
+            raise ConfigError(
+                f"engine.deepspeed_config: {path} sets {key}={value!r}, but pgnm sets it to "
+                f"{ours[key]!r} from {_MODELLED[key]}; change that setting instead"
+            )
+
+
+def _deep_merge(base: dict, overrides: Mapping[str, Any]) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def param_groups(model: nn.Module, config: Config) -> list[dict]:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from pgnm.errors import DataError
 from pgnm.mask.reference import build_mask
-from pgnm.train.distributed import World, gather_objects
+from pgnm.train.distributed import World, gather_objects, stop_together
 from pgnm.train.metrics import classification_metrics
 from pgnm.train.model import PGNMModel
 from pgnm.viz import save_mask_gallery
@@ -32,6 +34,11 @@ def _state_mask_values(model: PGNMModel, batch: int) -> Tensor:
     return values.expand(batch, -1)
 
 
+class Evaluation(NamedTuple):
+    metrics: dict[str, float]  # "<variant>/<name>", identical on every rank
+    first_images: Tensor | None  # the first few images of this rank's share, for the gallery
+
+
 @torch.no_grad()
 def evaluate(
     model: PGNMModel,
@@ -39,24 +46,33 @@ def evaluate(
     world: World,
     seed: int,
     modalities: Sequence[str | None] | None = None,
-) -> dict[str, float]:
-    """Metrics over every rank's share of the split, identical on all ranks."""
+    keep_images: int = 0,
+) -> Evaluation:
+    """Metrics over every rank's share of the split; a data error on any rank stops all."""
     was_training = model.training
     model.eval()
     variants = ["plain"] + (["masked"] if model.policy is not None else [])
     dtype = next(model.classifier.parameters()).dtype  # bf16 under engine.precision=bf16
     logits: dict[str, list[Tensor]] = {v: [] for v in variants}
     targets: list[Tensor] = []
+    first: Tensor | None = None
+    problem: DataError | None = None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 7_919 + world.rank)
-        for images, labels in batches:
-            images = images.to(world.device, dtype, non_blocking=True)
-            logits["plain"].append(model.classifier(images).float().cpu())
-            if "masked" in logits:
-                masked = model.mask(images, _state_mask_values(model, images.shape[0]))
-                logits["masked"].append(model.classifier(masked).float().cpu())
-            targets.append(labels.cpu())
+        try:
+            for images, labels in batches:
+                images = images.to(world.device, dtype, non_blocking=True)
+                if first is None and keep_images:
+                    first = images[:keep_images]
+                logits["plain"].append(model.classifier(images).float().cpu())
+                if "masked" in logits:
+                    masked = model.mask(images, _state_mask_values(model, images.shape[0]))
+                    logits["masked"].append(model.classifier(masked).float().cpu())
+                targets.append(labels.cpu())
+        except DataError as err:
+            problem = err
     model.train(was_training)
+    stop_together(problem, world, "evaluation")
     local = {v: torch.cat(chunks) for v, chunks in logits.items()}, torch.cat(targets)
     gathered = gather_objects(local)
     all_targets = torch.cat([t for _, t in gathered])
@@ -65,7 +81,7 @@ def evaluate(
         all_logits = torch.cat([parts[variant] for parts, _ in gathered])
         for name, value in classification_metrics(all_logits, all_targets, modalities).items():
             results[f"{variant}/{name}"] = value
-    return results
+    return Evaluation(results, first)
 
 
 @torch.no_grad()

@@ -24,21 +24,26 @@ from tqdm import tqdm
 from pgnm.config import Config, dump_config, flatten, with_overrides
 from pgnm.data import Loader, build_loader
 from pgnm.data.manifest import ClassInfo, load_classes, load_dataset_info
+from pgnm.errors import ConfigError, DataError, PgnmError, TrainingDiverged
 from pgnm.method import NonFiniteError
 from pgnm.models import load_backbone, read_weights
 from pgnm.tracking import Tracker, declare_model_input, log_classifier, open_run, resolve_init
 from pgnm.tracking import tracking_uri as resolve_tracking_uri
 from pgnm.train import checkpoint, outputs
-from pgnm.train.distributed import World, average_, first_failing_rank, gather_objects, setup
+from pgnm.train.checkpoint import EpochSums, Position
+from pgnm.train.distributed import (
+    World,
+    average_,
+    broadcast_from_rank0_,
+    gather_objects,
+    setup,
+    stop_together,
+)
 from pgnm.train.engine import build_engine, deepspeed_config, set_epoch_learning_rates
 from pgnm.train.evaluate import evaluate, mask_gallery
 from pgnm.train.model import PGNMModel, StepOutput
 
 SHOWN = ("train/loss", "train/ce", "plain/top1", "plain/f1_macro", "masked/top1", "train/img_s")
-
-
-class TrainingDiverged(FloatingPointError):
-    """A non-finite loss or policy value; the last complete checkpoint is untouched."""
 
 
 @dataclass
@@ -56,14 +61,20 @@ class Run:
     val_loader: Loader
     log: outputs.MetricLog
     out_dir: Path
-    running_state: list[torch.Tensor]
+    running_state: list[torch.Tensor]  # averaged over ranks after every optimizer step
+    rank0_buffers: list[torch.Tensor]  # BatchNorm statistics etc.: rank 0's before each forward
     tracker: Tracker
     source_tags: dict[str, str]  # where model.init came from, for lineage
     global_step: int = 0
     start_epoch: int = 0
     images_seen: int = 0
     train_time: float = 0.0
+    sums: EpochSums = field(default_factory=EpochSums)  # of the epoch in progress
     last_eval: dict = field(default_factory=dict)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
 
     @property
     def stopped(self) -> bool:
@@ -80,8 +91,8 @@ def fit(config: Config, stage: str, on_epoch: EpochHook | None = None) -> dict:
     run = prepare(config, stage)
     try:
         for epoch in range(run.start_epoch, run.config.schedule.epochs):
-            sums = train_epoch(run, epoch)
-            record = end_epoch(run, epoch, sums)
+            progress = train_epoch(run, epoch)
+            record = end_epoch(run, epoch, progress)
             if on_epoch is not None:
                 on_epoch(run, epoch, record)
             if run.stopped:
@@ -102,7 +113,7 @@ def resolve_config(config: Config, classes: list[ClassInfo]) -> Config:
     if config.model.num_classes is None:
         return with_overrides(config, {"model.num_classes": len(classes)}, "classes.json")
     if config.model.num_classes != len(classes):
-        raise ValueError(
+        raise ConfigError(
             f"model.num_classes={config.model.num_classes} but {config.data.root}/classes.json "
             f"lists {len(classes)} classes; set model.num_classes=null to take the data's"
         )
@@ -118,7 +129,7 @@ def _seed_everything(seed: int) -> None:
 def prepare(config: Config, stage: str) -> Run:
     world = setup(config.engine.device)
     if config.data.root is None:
-        raise ValueError("data.root is not set: point it at shards written by data_tools")
+        raise ConfigError("data.root is not set: point it at shards written by data_tools")
     classes = load_classes(config.data.root)
     config = resolve_config(config, classes)
 
@@ -140,25 +151,37 @@ def prepare(config: Config, stage: str) -> Run:
     engine, optimizer = build_engine(model, config, world.world_size)
     _seed_everything(config.seed + 1_000 * (world.rank + 1))
 
-    running_state = model.policy.running_state() if model.policy is not None else []
+    # What must agree across ranks after every step (policy.share_running_state=false keeps
+    # the official per-rank policy state; the REINFORCE baseline is always shared).
+    share = model.policy is not None and config.policy.share_running_state
+    running_state = model.policy.running_state() if share else []
     if hasattr(model.objective, "baseline"):
         running_state.append(model.objective.baseline)
+    # Every other buffer follows rank 0 at each forward, as DDP's broadcast_buffers does in the
+    # official code. (DeepSpeed keeps each rank's own, and its checkpoint restores rank 0's
+    # on every rank: without this, resuming would change the other ranks' statistics.)
+    own_state = {id(t) for t in (model.policy.running_state() if model.policy else [])}
+    own_state |= {id(t) for t in running_state}
+    rank0_buffers = [b for b in model.buffers() if id(b) not in own_state]
     out_dir = Path(config.run_dir) / config.name
-    position: dict = {"global_step": 0, "epoch": 0}
-    loader_state = None
+    position = Position(world_size=world.world_size)
     resume_from = checkpoint.resolve_resume(config.engine.resume, out_dir / "checkpoints")
     if resume_from is not None:
         position, loader_state = checkpoint.load(engine, resume_from, world)
         train_loader.load_state_dict(loader_state)
         if world.is_main:
             print(f"resumed from {resume_from} "
-                  f"(epoch {position['epoch']}, step {position['global_step']})")
-    tracker = _open_tracker(config, stage, world, out_dir, position.get("tracking_run_id"),
+                  f"(epoch {position.epoch}, step {position.global_step})")
+    tracker = _open_tracker(config, stage, world, out_dir, position.tracking_run_id,
                             source_tags)
+    log = outputs.MetricLog(out_dir / "metrics.jsonl", world.is_main, tracker)
+    if resume_from is not None:
+        log.resume(position.log_records)
     run = Run(config, stage, world, classes, model, engine, optimizer, train_loader, val_loader,
-              outputs.MetricLog(out_dir / "metrics.jsonl", world.is_main, tracker), out_dir,
-              running_state, tracker, source_tags)
-    run.global_step, run.start_epoch = position["global_step"], position["epoch"]
+              log, out_dir, running_state, rank0_buffers, tracker, source_tags)
+    run.global_step, run.start_epoch = position.global_step, position.epoch
+    run.images_seen, run.train_time, run.sums = (position.images_seen, position.train_time,
+                                                 position.sums)
     return run
 
 
@@ -196,57 +219,70 @@ def _open_tracker(config: Config, stage: str, world: World, out_dir: Path,
 # ----------------------------------------------------------------------------- one epoch
 
 
-def _guarded_forward(run: Run, images: torch.Tensor, labels: torch.Tensor) -> StepOutput:
-    """Forward pass; every rank learns if any rank saw a NaN/inf, and all stop together."""
-    problem, out = None, None
+def _train_step(run: Run, batches) -> StepOutput | None:  # noqa: ANN001 - batch iterator
+    """Next batch and forward pass; None at the end of the epoch. A data error or a NaN/inf on
+    any rank stops every rank at this step, each with one line (``stop_together``)."""
+    problem: PgnmError | None = None
+    out = None
     try:
-        out = run.engine(images, labels, step=run.global_step)
-        if not torch.isfinite(out.loss).item():
-            problem = f"loss is {out.loss.item()}"
-    except NonFiniteError as err:
-        problem = str(err)
-    bad_rank = first_failing_rank(problem is not None, run.world)
-    if bad_rank is not None:
-        detail = problem if bad_rank == run.world.rank else "see that rank's message"
-        raise TrainingDiverged(
-            f"non-finite value at step {run.global_step} on rank {bad_rank}: {detail}"
-        )
+        images, labels = next(batches)
+    except StopIteration:
+        return None  # every rank runs the same number of batches: all end here together
+    except DataError as err:
+        problem = err
+    if problem is None:
+        images = images.to(run.world.device, run.dtype, non_blocking=True)
+        labels = labels.to(run.world.device, non_blocking=True)
+        detail = None
+        broadcast_from_rank0_(run.rank0_buffers)
+        try:
+            out = run.engine(images, labels, step=run.global_step)
+            if not torch.isfinite(out.loss).item():
+                detail = f"loss is {out.loss.item()}"
+        except NonFiniteError as err:
+            detail = str(err)
+        if detail is not None:
+            problem = TrainingDiverged(f"non-finite value at step {run.global_step} on rank "
+                                       f"{run.world.rank}: {detail}")
+    stop_together(problem, run.world, f"step {run.global_step}")
     return out
 
 
 def save_checkpoint(run: Run, epoch: int, step_in_epoch: int) -> None:
     if not run.config.engine.checkpoints:
         return
-    position = {"global_step": run.global_step, "epoch": epoch, "step_in_epoch": step_in_epoch,
-                "tracking_run_id": run.tracker.run_id}
+    if run.engine.global_steps != run.global_step:  # accumulation windows fill every epoch
+        raise RuntimeError(f"DeepSpeed took {run.engine.global_steps} optimizer steps, the "
+                           f"loop counted {run.global_step}")
+    position = Position(run.global_step, epoch, step_in_epoch, run.world.world_size,
+                        run.tracker.run_id, run.images_seen, run.train_time, run.log.count,
+                        run.sums)
     checkpoint.save(run.engine, run.out_dir / "checkpoints", run.world, position,
                     run.train_loader.state_dict(), run.config.engine.checkpoint_keep)
 
 
 def train_epoch(run: Run, epoch: int) -> dict:
-    """Train until the epoch (or ``schedule.max_steps``) ends; returns loss sums and rates."""
+    """Train until the epoch (or ``schedule.max_steps``) ends; returns its rates and status."""
     config, world, loader = run.config, run.world, run.train_loader
     loader.set_epoch(epoch)  # keeps the position when resuming inside this epoch
+    if loader.step == 0:
+        run.sums = EpochSums()
     rates = set_epoch_learning_rates(run.optimizer, config, epoch)
-    sums = {"loss": 0.0, "ce": 0.0, "policy_term": 0.0, "batches": 0, "rates": rates}
-    dtype = next(run.model.parameters()).dtype
+    accum, sums = config.optim.grad_accum_steps, run.sums
     bar = tqdm(total=len(loader), initial=loader.step, disable=not world.is_main, leave=False,
                desc=f"{run.stage} epoch {epoch}", unit="batch", dynamic_ncols=True)
-    start, micro = time.perf_counter(), 0
-    for images, labels in loader:
-        images = images.to(world.device, dtype, non_blocking=True)
-        out = _guarded_forward(run, images, labels.to(world.device, non_blocking=True))
+    start, batches = time.perf_counter(), iter(loader)
+    while (out := _train_step(run, batches)) is not None:
         run.engine.backward(out.loss)
         run.engine.step()
-        micro += 1
-        run.images_seen += images.shape[0] * world.world_size
+        run.images_seen += out.logits.shape[0] * world.world_size
         loss, ce = out.loss.item(), out.ce.item()  # one host copy each per step
-        sums["loss"] += loss
-        sums["ce"] += ce
-        sums["policy_term"] += 0.0 if out.policy_term is None else out.policy_term.item()
-        sums["batches"] += 1
+        sums.loss += loss
+        sums.ce += ce
+        sums.policy_term += 0.0 if out.policy_term is None else out.policy_term.item()
+        sums.batches += 1
         bar.update()
-        if micro % config.optim.grad_accum_steps:
+        if loader.step % accum:
             continue  # inside a gradient-accumulation window: no optimizer step yet
         run.global_step += 1
         average_(run.running_state)
@@ -257,32 +293,34 @@ def train_epoch(run: Run, epoch: int) -> dict:
                          **{f"lr/{k}": v for k, v in rates.items()}})
         every = config.engine.checkpoint_every
         if every and run.global_step % every == 0:
+            run.train_time += time.perf_counter() - start
+            start = time.perf_counter()
             save_checkpoint(run, epoch, loader.step)
         if run.stopped:
             break
     bar.close()
     run.train_time += time.perf_counter() - start
-    sums["finished"] = loader.step == 0  # the loader rolls over to the next epoch when done
-    return sums
+    # the loader rolls over to the next epoch once it has yielded the epoch's last batch
+    return {"rates": rates, "finished": loader.step == 0}
 
 
-def end_epoch(run: Run, epoch: int, sums: dict) -> dict:
+def end_epoch(run: Run, epoch: int, progress: dict) -> dict:
     """Evaluate, draw the gallery, log, and checkpoint a finished epoch."""
-    config, model, world = run.config, run.model, run.world
-    run.last_eval = evaluate(model, run.val_loader, world, config.seed + epoch,
-                             [c.modality for c in run.classes])
-    n = max(1, sums["batches"])
+    config, model, world, sums = run.config, run.model, run.world, run.sums
+    evaluation = evaluate(model, run.val_loader, world, config.seed + epoch,
+                          [c.modality for c in run.classes], keep_images=6)
+    run.last_eval = evaluation.metrics
+    n = max(1, sums.batches)
     record = {"kind": "epoch", "epoch": epoch, "step": run.global_step,
-              "train/loss": sums["loss"] / n, "train/ce": sums["ce"] / n,
+              "train/loss": sums.loss / n, "train/ce": sums.ce / n,
               "train/img_s": run.images_seen / max(run.train_time, 1e-9), **run.last_eval,
-              **{f"lr/{k}": v for k, v in sums["rates"].items()}}
+              **{f"lr/{k}": v for k, v in progress["rates"].items()}}
     if model.policy is not None:
-        record["train/policy_term"] = sums["policy_term"] / n
+        record["train/policy_term"] = sums.policy_term / n
         record["policy/base_alpha_mean"] = float(model.policy.base_alpha.mean())
         record["policy/base_beta_mean"] = float(model.policy.base_beta.mean())
-        if world.is_main:
-            dtype = next(model.parameters()).dtype
-            images = next(iter(run.val_loader))[0][:6].to(world.device, dtype)
+        if world.is_main and evaluation.first_images is not None:
+            images = evaluation.first_images
             path = run.out_dir / "gallery" / f"epoch-{epoch:03d}.png"
             gallery = mask_gallery(model, images, path, f"{config.name}: epoch {epoch}",
                                    config.data.mean, config.data.std, config.seed + epoch)
@@ -291,7 +329,7 @@ def end_epoch(run: Run, epoch: int, sums: dict) -> dict:
     if world.is_main:
         shown = {k: round(record[k], 4) for k in SHOWN if k in record}
         print(f"{run.stage} epoch {epoch}: {shown}")
-    if sums["finished"] and not run.stopped:
+    if progress["finished"] and not run.stopped:
         save_checkpoint(run, epoch + 1, 0)
     return record
 

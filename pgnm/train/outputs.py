@@ -55,24 +55,44 @@ def save_model(
 
 
 class MetricLog:
-    """``metrics.jsonl`` on rank 0; other ranks log nothing."""
+    """``metrics.jsonl`` on rank 0; other ranks log nothing but count the records."""
 
     def __init__(self, path: Path, enabled: bool, tracker: Tracker | None = None) -> None:
         self.path, self.enabled, self.tracker = path, enabled, tracker
+        self.count = 0  # records logged so far; a checkpoint stores it (Position.log_records)
         if enabled:
             path.parent.mkdir(parents=True, exist_ok=True)
 
     def log(self, record: dict) -> None:
         """Append to metrics.jsonl and hand the numbers to MLflow (``train/loss`` etc.)."""
+        self.count += 1
         if not self.enabled:
             return
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
+        self._send(record)
+
+    def _send(self, record: dict) -> None:
         if self.tracker is not None:
             prefix = "" if record.get("kind") == "epoch" else "step/"
             numbers = {f"{prefix}{k}": v for k, v in record.items()
                        if k not in ("kind", "step", "epoch")}
             self.tracker.log_metrics(numbers, step=record["step"])
+
+    def resume(self, records: int) -> None:
+        """Continue from a checkpoint taken after ``records`` records, so that every record is
+        in the log once: later lines (written before a crash) are dropped, since the resumed
+        run writes them again, identically; MLflow gets the checkpointed records it lacks
+        (sent too late before the crash) and nothing it already holds."""
+        self.count = records
+        if not self.enabled:
+            return
+        kept = self.path.read_text().splitlines()[:records] if self.path.is_file() else []
+        _atomic(self.path, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in kept)))
+        if self.tracker is not None:
+            self.tracker.skip_logged()
+            for line in kept:
+                self._send(json.loads(line))
 
     def records(self) -> list[dict]:
         if not self.path.is_file():

@@ -1,4 +1,16 @@
-"""SIGKILL mid-run, resume: bit-identical weights. NaN guard and early config failures."""
+"""Exact resume across the configuration space: SIGKILL of the whole job, ``resume=auto``, and
+everything an uninterrupted run of the same command ends with, bit for bit.
+
+The space is objective x loader x data.num_workers x ranks x grad_accum_steps x ZeRO stage x
+where the kill lands: seven two-level factors, 128 runs as a full product. ``CELLS`` is a
+strength-2 covering array of it: 6 cells in which every pair of levels of every two factors
+occurs at least once (its columns are distinct weight-3 binary vectors of length 6 with a 0 in
+the first row, so any two share a 1, each has a 1 where the other has a 0, and the first row
+gives 0-0). Cell 0 is the drill that failed before the fix: paper objective, webdataset
+loader with 2 workers, 2 ranks, killed mid-epoch. The accumulation cells use a batch size that
+leaves an odd number of batches per rank, so without whole accumulation windows per epoch a
+window would straddle the epoch's checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -7,58 +19,152 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 from launching import ROOT, command, environment, train
 
-from pgnm.train.checkpoint import complete_checkpoints, resolve_resume
+from pgnm.errors import CheckpointError
+from pgnm.tracking.store import mlflow_client
+from pgnm.train.checkpoint import (
+    complete_checkpoints,
+    deepspeed_types,
+    resolve_resume,
+    safe_load,
+)
 
 pytestmark = pytest.mark.slow
 
-# 3 epochs-worth of steps, a checkpoint every 3 steps: the kill lands mid-epoch.
-RESUMABLE = ["schedule.epochs=3", "engine.checkpoint_every=3", "objective.name=reinforce"]
+
+@dataclass(frozen=True)
+class Cell:
+    objective: str
+    loader: str
+    workers: int
+    ranks: int
+    accum: int
+    zero: int
+    kill: str  # "mid": resume inside an epoch; "boundary": at the start of the next one
+
+    @property
+    def batch_size(self) -> int:  # 129 training samples: 25 batches of 5 on 1 rank, 9 of 7 on 2
+        return 8 if self.accum == 1 else (5 if self.ranks == 1 else 7)
+
+    def overrides(self) -> list[str]:
+        return [f"objective.name={self.objective}", f"data.loader={self.loader}",
+                f"data.num_workers={self.workers}", f"optim.grad_accum_steps={self.accum}",
+                f"engine.zero_stage={self.zero}", f"data.batch_size={self.batch_size}",
+                f"engine.checkpoint_every={3 if self.kill == 'mid' else 0}",
+                "schedule.epochs=2", "tracking.log_model=false", "name=run"]
 
 
-def weights(run_dir: Path, name: str) -> dict[str, torch.Tensor]:
-    model = run_dir / name / "model"
-    state = torch.load(model / "model.pt", weights_only=True)["state_dict"]
-    policy = torch.load(model / "policy.pt", weights_only=True)["state_dict"]
-    return {**state, **{f"policy.{k}": v for k, v in policy.items()}}
+CELLS = [
+    Cell("paper", "webdataset", 2, 2, 1, 0, "mid"),
+    Cell("paper", "dali", 0, 2, 2, 2, "boundary"),
+    Cell("paper", "dali", 2, 1, 2, 0, "mid"),
+    Cell("reinforce", "webdataset", 0, 1, 1, 0, "boundary"),
+    Cell("reinforce", "webdataset", 2, 1, 2, 2, "boundary"),
+    Cell("reinforce", "dali", 0, 2, 1, 2, "mid"),
+]
+TIMING = ("train/img_s", "step/train/img_s")  # wall-clock figures: the one thing allowed to differ
 
 
-def kill_after_first_checkpoint(cmd: list[str], checkpoints: Path) -> None:
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=environment(),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 600
-    while not list(checkpoints.glob("step-*/complete.json")):
-        assert proc.poll() is None, "the run ended before its first checkpoint"
+def _logged_steps(out: Path) -> list[int]:
+    path = out / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    return [json.loads(line)["step"] for line in lines if '"kind": "step"' in line]
+
+
+def _kill_after(cmd: list[str], out: Path, kill: str) -> dict:
+    """Start ``cmd``; once the checkpoint the cell is about (the first mid-epoch one, or the
+    first at an epoch boundary) is complete and the run has logged a step after it, SIGKILL
+    the whole process tree. Returns the position of the checkpoint a resume will start from."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=environment(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, target = time.monotonic() + 600, None
+    while True:
+        assert proc.poll() is None, "the run ended before the kill"
         assert time.monotonic() < deadline
-        time.sleep(0.05)
+        if target is None:
+            for path in complete_checkpoints(out / "checkpoints"):
+                position = json.loads((path / "complete.json").read_text())
+                if (position["step_in_epoch"] == 0) == (kill == "boundary"):
+                    target = position["global_step"]
+                    break
+        if target is not None and any(step > target for step in _logged_steps(out)):
+            break
+        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # the launcher and every rank, no clean-up
     proc.wait()
+    newest = complete_checkpoints(out / "checkpoints")[-1]
+    return json.loads((newest / "complete.json").read_text())
 
 
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_sigkill_and_resume_is_bit_identical(tiny_shards, tmp_path, ranks):
-    train("pretrain.py", ranks, tiny_shards, tmp_path / "straight", "name=run", *RESUMABLE)
-    interrupted = tmp_path / "interrupted"
-    cmd = command("pretrain.py", ranks, tiny_shards, interrupted, "name=run", *RESUMABLE)
-    kill_after_first_checkpoint(cmd, interrupted / "run" / "checkpoints")
-    assert not (interrupted / "run" / "summary.json").exists()
-    resumed = train("pretrain.py", ranks, tiny_shards, interrupted, "name=run", *RESUMABLE)
-    assert "resumed from" in resumed.stdout
-    straight, again = weights(tmp_path / "straight", "run"), weights(interrupted, "run")
-    assert straight.keys() == again.keys()
-    different = [k for k in straight if not torch.equal(straight[k], again[k])]
-    assert different == []
+def _tensors(tree: object, prefix: str = "") -> dict[str, torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return {prefix: tree}
+    items = tree.items() if isinstance(tree, dict) else (
+        enumerate(tree) if isinstance(tree, (list, tuple)) else ())
+    found: dict[str, torch.Tensor] = {}
+    for key, value in items:
+        found.update(_tensors(value, f"{prefix}/{key}"))
+    return found
+
+
+def _final_state(out: Path) -> dict[str, torch.Tensor]:
+    """Every tensor a run ends with: model, policy (running state included), and the final
+    checkpoint (optimizer state, ZeRO partitions, RNG states, loader positions)."""
+    state = {}
+    for name in ("model/model.pt", "model/policy.pt"):
+        state.update(_tensors(safe_load(out / name), name))
+    final = complete_checkpoints(out / "checkpoints")[-1]
+    for path in sorted(final.rglob("*.pt")):
+        tree = safe_load(path, allowed=deepspeed_types())
+        state.update(_tensors(tree, str(path.relative_to(final))))
+    return state
+
+
+def _records(out: Path) -> list[dict]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+def _mlflow_history(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    client = mlflow_client(f"sqlite:///{run_dir / 'mlflow' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("pgnm").experiment_id])
+    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+            for key in run.data.metrics if key not in TIMING}
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=lambda c: "-".join(map(str, vars(c).values())))
+def test_sigkill_and_resume_is_bit_identical(tiny_shards, tmp_path, cell):
+    straight_dir, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    overrides = cell.overrides()
+    straight = subprocess.Popen(  # alongside the interrupted run: the cores are mostly idle
+        command("pretrain.py", cell.ranks, tiny_shards, straight_dir, *overrides), cwd=ROOT,
+        env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = interrupted / "run"
+    position = _kill_after(
+        command("pretrain.py", cell.ranks, tiny_shards, interrupted, *overrides), out, cell.kill)
+    assert not (out / "summary.json").exists()
+    assert (position["step_in_epoch"] == 0) == (cell.kill == "boundary")
+    assert max(_logged_steps(out)) > position["global_step"]  # logged before the kill
+    resumed = train("pretrain.py", cell.ranks, tiny_shards, interrupted, *overrides)
+    stdout, stderr = straight.communicate(timeout=900)
+    assert straight.returncode == 0, (stdout[-2000:], stderr[-4000:])
+
+    assert f"(epoch {position['epoch']}, step {position['global_step']})" in resumed.stdout
+    expected, got = _final_state(straight_dir / "run"), _final_state(out)
+    assert expected.keys() == got.keys()
+    assert [k for k in expected if not torch.equal(expected[k], got[k])] == []
+    assert _records(straight_dir / "run") == _records(out)  # every record once, in order
+    history = _mlflow_history(interrupted)
+    assert history == _mlflow_history(straight_dir)
+    assert all(len({s for s, _ in values}) == len(values) for values in history.values())
 
 
 def test_resume_skips_unfinished_checkpoints(tmp_path):
@@ -72,7 +178,7 @@ def test_resume_skips_unfinished_checkpoints(tmp_path):
     assert [p.name for p in complete_checkpoints(root)] == ["step-00000003", "step-00000006"]
     assert resolve_resume("auto", root).name == "step-00000006"
     assert resolve_resume("never", root) is None
-    with pytest.raises(FileNotFoundError, match="complete.json missing"):
+    with pytest.raises(CheckpointError, match="complete.json missing"):
         resolve_resume(str(root / "step-00000009"), root)
 
 

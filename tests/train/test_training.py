@@ -137,6 +137,7 @@ def test_bf16_pretraining_on_cpu(tiny_shards, tmp_path):
         tmp_path,
         "name=bf16",
         "engine.precision=bf16",
+        "engine.zero_stage=1",  # fp32 master weights (ZeRO 0 would update bf16 weights)
         "schedule.max_steps=2",
     )
     result = summary(tmp_path, "bf16")
