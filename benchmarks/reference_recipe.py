@@ -1,7 +1,7 @@
 """The official PGNM pipeline's operations, re-implemented plainly: the yardstick for pgnm.
 
-Written from the description in shared/reference/method.md (sections 3-4), not from the
-official code. What it does per step, the way that code does it:
+Written from the method as the official code implements it (pgnm/method/README.md), not
+copied from that code. What it does per step, the way that code does it:
 
 * policy: timm ``resnet10t`` trunk (``num_classes=0``, 512-d), two heads
   Linear-BN-ReLU-Linear-BN-ReLU-Linear(G²); logits ``0.9 * base + 0.1 * head``; the running
@@ -79,14 +79,15 @@ class ReferenceStep:
         grid: int = 64,
         kernel_size: int = 13,
         sigma: int = 6,
+        lr: float = 0.1,
     ) -> None:
         self.model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
         self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4
+            self.model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4
         )
         self.policy = MaskGenerator(grid) if policy else None
-        self.policy_optimizer = (
-            torch.optim.SGD(self.policy.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        self.policy_optimizer = (  # the official policy rate is the classifier's / 10
+            torch.optim.SGD(self.policy.parameters(), lr=lr / 10, momentum=0.9, weight_decay=1e-4)
             if self.policy is not None
             else None
         )

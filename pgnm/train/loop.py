@@ -126,6 +126,16 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def seed_weights(config: Config) -> None:
+    """The state every rank builds the same initial weights (and policy running state) from."""
+    _seed_everything(config.seed)
+
+
+def seed_training_stream(config: Config, rank: int) -> None:
+    """Each rank's own stream for masks and dropout, seeded once the engine is built."""
+    _seed_everything(config.seed + 1_000 * (rank + 1))
+
+
 def prepare(config: Config, stage: str) -> Run:
     world = setup(config.engine.device)
     if config.data.root is None:
@@ -135,7 +145,7 @@ def prepare(config: Config, stage: str) -> Run:
 
     # The same seed on every rank for the weights (and the policy's running state), then a
     # per-rank stream for masks and dropout.
-    _seed_everything(config.seed)
+    seed_weights(config)
     model = PGNMModel(config)
     store = resolve_tracking_uri(config.tracking, config.run_dir) if world.is_main else None
     store = gather_objects(store)[0]  # one store for every rank: rank 0's
@@ -149,7 +159,7 @@ def prepare(config: Config, stage: str) -> Run:
     train_loader = build_loader(config, "train", True, world.rank, world.world_size, device_id)
     val_loader = build_loader(config, "val", False, world.rank, world.world_size, device_id)
     engine, optimizer = build_engine(model, config, world.world_size)
-    _seed_everything(config.seed + 1_000 * (world.rank + 1))
+    seed_training_stream(config, world.rank)
 
     # What must agree across ranks after every step (policy.share_running_state=false keeps
     # the official per-rank policy state; the REINFORCE baseline is always shared).
