@@ -234,6 +234,7 @@ def _train_step(run: Run, batches) -> StepOutput | None:  # noqa: ANN001 - batch
     any rank stops every rank at this step, each with one line (``stop_together``)."""
     problem: PgnmError | None = None
     out = None
+    broadcast_from_rank0_(run.rank0_buffers)  # every rank, every step: collectives stay paired
     try:
         images, labels = next(batches)
     except StopIteration:
@@ -244,7 +245,6 @@ def _train_step(run: Run, batches) -> StepOutput | None:  # noqa: ANN001 - batch
         images = images.to(run.world.device, run.dtype, non_blocking=True)
         labels = labels.to(run.world.device, non_blocking=True)
         detail = None
-        broadcast_from_rank0_(run.rank0_buffers)
         try:
             out = run.engine(images, labels, step=run.global_step)
             if not torch.isfinite(out.loss).item():
