@@ -80,7 +80,7 @@ def run(
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
     images = torch.randn(batch, channels, size, size)
-    # Beta(2, 5) per cell, as in the reference measurements (stack.md section 7).
+    # Beta(2, 5) per cell.
     alpha = torch.full((batch, grid * grid), 2.0)
     beta = torch.full((batch, grid * grid), 5.0)
     values = torch.distributions.Beta(alpha, beta).sample()

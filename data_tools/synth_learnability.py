@@ -8,7 +8,7 @@ on the train split at a small size and evaluates on the test split::
 
 Reported: top-1, chance (1/K), majority-class rate, balanced accuracy, modality and organ
 accuracy (is the predicted class in the right modality/organ?) and the spread of per-class
-recall. data.md §4.5 asks for top-1 well above chance but below ~0.9.
+recall. The generator aims at a top-1 well above chance but below ~0.9: learnable, not trivial.
 """
 
 from __future__ import annotations

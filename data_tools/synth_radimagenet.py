@@ -1,4 +1,4 @@
-"""Synthetic RadImageNet-like release for tests and benchmarks (spec: data.md §4).
+"""Synthetic RadImageNet-like release for tests and benchmarks.
 
 Writes the raw release layout (``radiology_ai/{CT,MR,US}/...``), the three split CSVs and
 ``synthetic_meta.json``; optionally MedMNIST-format npz files and folder-per-class
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-REAL_SIZE = 1_350_000  # images in the real RadImageNet release (data.md §1.1)
+REAL_SIZE = 1_350_000  # images in the real RadImageNet release (Mei et al., Radiology: AI 2022)
 
 
 def _realism(args: argparse.Namespace) -> Realism:

@@ -6,7 +6,7 @@ Validation is strict: an unknown key or a value of the wrong type fails with a
 :class:`ConfigError` that names the key and, where there is one, the file. The validated object
 is what the trainer reads and what is logged to MLflow (``flatten``).
 
-The defaults are the official code's recipe (method.md §4); where pgnm departs from it the
+The defaults are the official code's recipe (pgnm/method/README.md); where pgnm departs from it the
 field's comment says so and names the setting that restores the official behaviour.
 """
 
@@ -210,7 +210,7 @@ class InitSpec(_Section):
 
 
 class ControlsConfig(_Section):
-    """Baselines the official comparison lacks (method.md §7 item 8, §7.1)."""
+    """Baselines the official comparison lacks (pgnm/method/README.md, 'The two objectives')."""
 
     equal_budget: bool = True  # the baseline also gets the reference's stage-2 fine-tune
     effective_lr: bool = True  # the baseline at lr x S, the paper objective's implicit factor

@@ -1,4 +1,4 @@
-"""Synthetic RadImageNet-like data (data.md §4): raw release tree, CSVs, MedMNIST npz files
+"""Synthetic RadImageNet-like data: raw release tree, CSVs, MedMNIST npz files
 and folder-per-class downstream sets, reproducible from a seed.
 
 Module map, in the order an image is made:

@@ -1,4 +1,4 @@
-"""CT and MR organ templates: unions of jittered ellipses with tissue labels (data.md §4.2).
+"""CT and MR organ templates: unions of jittered ellipses with tissue labels.
 
 Each template paints one canvas. Random choices come from the canvas's patient stream, so all
 slices of one synthetic patient share their anatomy. Named regions are the hosts where a

@@ -1,6 +1,6 @@
 """Companion datasets: MedMNIST-format npz files and folder-per-class downstream sets.
 
-MedMNIST (data.md §2): ``FLAG.npz`` at 28 px, ``FLAG_<size>.npz`` otherwise, six keys
+MedMNIST (v2 and MedMNIST+): ``FLAG.npz`` at 28 px, ``FLAG_<size>.npz`` otherwise, six keys
 ``{train,val,test}_{images,labels}``, uint8 images (N, H, W) or (N, H, W, 3), labels (N, 1).
 Presets mimic OrganA/C/S (11 CT organ crops), Breast (binary US) and Pneumonia (binary
 chest X-ray). Counts default to a fraction of the official ones; pgnm reads these files with

@@ -1,4 +1,4 @@
-"""Image formation per modality: tissue labels + lesion effects → 8-bit image (data.md §4.3).
+"""Image formation per modality: tissue labels + lesion effects → 8-bit image.
 
 Every acquisition parameter (noise level, window, bias field, gain, dynamic range, probe
 angle, annotation) is drawn from the image's own stream and never from the class, so no

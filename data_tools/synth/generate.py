@@ -1,6 +1,6 @@
 """Write a synthetic RadImageNet release: raw tree, split CSVs and ``synthetic_meta.json``.
 
-Layout (data.md §1.2, §4.1)::
+Layout (the RadImageNet release's)::
 
     DIR/radiology_ai/CT/<organ>/<class>/<stem>.png
     DIR/radiology_ai/MR/<organ>/<class>/<stem>.png
@@ -165,8 +165,8 @@ def generate_radimagenet(
     ``classes``: None (all), N (deterministic subset spanning the modalities) or a list of
     ``MOD/organ/class`` strings used as the taxonomy. Give ``images_per_class`` (mean, or
     exact with ``balanced``) or ``total``. ``realism`` True turns on the release's defects
-    at data.md's rates; a :class:`Realism` sets them one by one. ``render_options`` sets
-    other :class:`RenderKnobs` fields (``cnr_range``, ``distractor_rate``, ...).
+    at the rates of ``settings.py``; a :class:`Realism` sets them one by one.
+    ``render_options`` sets other :class:`RenderKnobs` fields (``cnr_range``, ...).
     """
     out = Path(out)
     if images_per_class is None and total is None:

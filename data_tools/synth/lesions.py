@@ -1,4 +1,4 @@
-"""Class signal: one deterministic lesion recipe per pathology class (data.md §4.4).
+"""Class signal: one deterministic lesion recipe per pathology class.
 
 A recipe names a geometry (``kind``), a host region of the organ template and a few class
 constants (sign, size, preferred place inside the host, gain, orientation). The class name

@@ -18,7 +18,7 @@ class RenderKnobs:
     size: int = 224
     rgb: bool = False
     # Lesion contrast-to-noise ratio, drawn log-uniformly per image: the global difficulty.
-    # data.md's prototype used (1, 4); (1.25, 5) is calibrated with synth_learnability so
+    # a first prototype used (1, 4); (1.25, 5) is calibrated with synth_learnability so
     # fewer lesions vanish into noise at 64 px while top-1 stays well below 0.9.
     cnr_range: tuple[float, float] = (1.25, 5.0)
     min_lesion_px: float = 2.0      # smallest lesion radius at the render size
@@ -53,7 +53,7 @@ class Realism:
                 raise ValueError(f"{name} must be in [0, 0.5] (got {value})")
 
 
-# The rates --realism turns on (data.md §4.1).
+# The rates --realism turns on.
 REALISM_ON = Realism(dup_cross_class_rate=0.002, near_dup_rate=0.01, blank_rate=0.0005)
 
 SPLIT_DEFAULT = (0.75, 0.10, 0.15)

@@ -1,6 +1,6 @@
 """The class list: which (modality, organ, class) folders exist, and how many images each gets.
 
-The real list of 165 RadImageNet classes is published nowhere (data.md §1.4), so the default
+The real list of 165 RadImageNet classes is published nowhere, so the default
 below is a stand-in sized to 165 keys with the real release's shape: 2 CT organs, 7 MR organs
 and US organs without a class level. It keeps every real name that is known, spelling included
 (``ca++_tendinosis``, ``achilles_pathology_``, ``pituatary_lesion``, ``Plantar_plate_tear``),
@@ -91,7 +91,7 @@ DEFAULT_TAXONOMY: dict[str, dict[str, list[str]]] = {
     )},
 }
 
-# Long-tail weights. MR regions follow the RadImageNet-VQA metadata counts (data.md §1.4);
+# Long-tail weights. MR regions follow the RadImageNet-VQA metadata counts;
 # the CT and US splits are not known and are assumptions of this generator.
 ORGAN_WEIGHTS = {
     "MR": {"af": 162.5, "knee": 161.7, "abd": 82.6, "spine": 64.3, "shoulder": 47.2,
@@ -119,7 +119,7 @@ class ClassKey:
 
     @property
     def key(self) -> str:
-        """The converter's class key: ``CT__abd__normal`` or ``US__thyroid`` (data.md §1.3)."""
+        """The converter's class key: ``CT__abd__normal`` or ``US__thyroid``."""
         return "__".join(p for p in (self.modality, self.organ, self.name) if p is not None)
 
     @property
@@ -255,7 +255,7 @@ def _apportion(total: int, weights: dict[str, float], minimum: int = 0,
 
 def class_weights(classes: list[ClassKey],
                   modality_shares: dict[str, float] | None = None) -> dict[ClassKey, float]:
-    """Long-tailed image shares summing to 1 (data.md §4.2).
+    """Long-tailed image shares summing to 1.
 
     Modality share × organ share × within-organ share, where ``normal`` takes 0.30–0.45 of
     its organ and the pathologies follow Zipf k^-1.1 in a fixed pseudo-random order. Every
@@ -318,7 +318,7 @@ def class_counts(classes: list[ClassKey], *, total: int | None = None,
 
 
 def stem_prefix(c: ClassKey, index: int) -> str:
-    """File-name prefix before the 6-digit number (data.md §1.2): ``abd-normal``, ``foot``,
+    """File-name prefix before the 6-digit number: ``abd-normal``, ``foot``,
     ``usn``. ``index`` picks among an organ's body parts (the patient, so it stays fixed)."""
     if c.modality == "US":
         return "usn"

@@ -1,4 +1,4 @@
-"""Tissue labels and their appearance in each modality (data.md §4.3).
+"""Tissue labels and their appearance in each modality.
 
 One table, so every modality sees the same anatomy: CT Hounsfield units, MR (T1, T2) signal
 in [0, 1], ultrasound echogenicity in dB relative to soft tissue, and an X-ray attenuation

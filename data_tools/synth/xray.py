@@ -1,4 +1,4 @@
-"""Frontal chest radiographs: a projection of an ellipsoid chest phantom (data.md §4.1).
+"""Frontal chest radiographs: a projection of an ellipsoid chest phantom.
 
 A radiograph sums attenuation along each ray, so every structure here is an ellipsoid whose
 projected thickness is sqrt(1 - rho^2) inside its outline. Lungs subtract attenuation from

@@ -1,6 +1,6 @@
 """What every loader promises: one augmentation spec and one way of splitting data over ranks.
 
-Augmentation (the official recipe, method.md §4): training crops are RandomResizedCrop to S
+Augmentation (the official recipe): training crops are RandomResizedCrop to S
 (area 0.08-1 of the image, aspect 3/4-4/3, bilinear with antialiasing) and a horizontal flip
 with probability 0.5; evaluation resizes the shorter side to 256 and centre-crops S. Images
 are grey, normalised with mean 0.3162 / std 0.3213 and replicated to 3 channels.

@@ -8,7 +8,7 @@ log-probabilities of the sampled mask (B, G²), and return one scalar to call ba
     loss = CE_mean * S,   S = mean_b log sum_c exp(log p_bc)
 
   The classifier gets S * dCE (S ~ log G² ~ 8.3 at G = 64: an implicit learning-rate factor,
-  method.md §7.1); the policy gets CE * dS, a soft maximum over cells rather than a joint
+  see the method card); the policy gets CE * dS, a soft maximum over cells rather than a joint
   log-likelihood, and one batch-mean cost for every image.
 
 ``reinforce`` -- textbook REINFORCE with a moving-average baseline:

@@ -5,9 +5,9 @@ Each ``fewshot.inits.<name>`` is a model (file, ``models:/`` / ``runs:/`` URI, o
 The two controls are derived from the baseline's recipe when switched on and not given by hand:
 
 * ``<baseline>-equal-budget``: the baseline's model fine-tuned with the reference's last stage
-  (its stage 2), so it gets stage-1 + stage-2 epochs like the heated model (method.md §7.8);
+  (its stage 2), so it gets stage-1 + stage-2 epochs like the heated model;
 * ``<baseline>-effective-lr``: the baseline's recipe at ``optim.lr`` x S, the factor the paper
-  objective implicitly applies to the classifier (method.md §7.1): ``log_grid`` takes
+  objective implicitly applies to the classifier (see the method card): ``log_grid`` takes
   S = log G² from the reference's stage-1 ``mask.grid``, ``measured`` the mean S
   (``train/policy_term``) its stage-1 run logged, or a number.
 
@@ -68,7 +68,7 @@ def lr_factor(fs: FewShotConfig, reference: InitSpec, measured: float | None) ->
             raise ConfigError(f"{where}: its stage-1 run logged no train/policy_term")
         return measured, "S measured: mean train/policy_term of the reference's stage-1 run"
     grid = stage_config(pretrain[0], f"{where}.train[0]").mask.grid
-    return math.log(grid * grid), f"S = log G^2 = log {grid}^2 (analytical, method.md §7.1)"
+    return math.log(grid * grid), f"S = log G^2 = log {grid}^2 (analytical)"
 
 
 def with_controls(fs: FewShotConfig, measured_s: float | None = None) -> tuple[dict, dict]:

@@ -1,7 +1,7 @@
 """The joint module one training engine wraps: classifier, policy and objective together.
 
 One module (not two engines) because the official loss runs through both networks in one
-backward pass, which DeepSpeed cannot split across engines (stack.md §5.4). The forward pass
+backward pass, which DeepSpeed cannot split across engines. The forward pass
 is the whole method for one batch:
 
     logits = policy(x)                  Beta logits per grid cell (policy sees the clean image)

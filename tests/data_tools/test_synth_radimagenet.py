@@ -261,7 +261,7 @@ def test_defects_are_off_by_default_and_on_with_realism(tmp_path):
     assert all(j.content.organ_key == j.cls.organ_key for j in flipped)
 
 
-# -- histogram signatures (data.md §4.5) ---------------------------------------------------------
+# -- histogram signatures ---------------------------------------------------------
 def _modality_pixels(root: Path, meta: dict, modality: str) -> list[np.ndarray]:
     blanks = set(meta["realism_events"]["blanks"])
     return [
