@@ -28,7 +28,9 @@ def markdown(result: dict) -> str:
     lines = [
         f"# pgnm benchmarks ({'quick' if setup['quick'] else 'full'} run)",
         "",
-        f"Machine: {machine['cpu_model']}, {machine['cores']} cores, "
+        f"Machine: {machine['cpu_model']} "
+        f"({' '.join(machine.get('cpu_vector_flags', [])) or 'no AVX2/AVX-512'}), "
+        f"{machine['cores']} cores, "
         f"{machine['ram_gib']} GiB RAM; torch {machine['torch']}, timm {machine['timm']}, "
         f"DALI {machine['dali']}, DeepSpeed {machine['deepspeed']}; "
         f"{machine['torch_threads']} torch threads. Load average (1 min) at start "

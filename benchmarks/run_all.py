@@ -62,16 +62,18 @@ def machine(threads: int) -> dict:
                 continue
         return "not installed"
 
-    cpu = platform.processor() or "unknown"
+    cpu, flags = platform.processor() or "unknown", []
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+        found = next(line.split(":", 1)[1].split() for line in lines if line.startswith("flags"))
+        # what oneDNN's convolutions depend on: the same model name has come with and without
+        flags = sorted(f for f in found if f.startswith(("avx2", "avx512", "amx")))
+    except (OSError, StopIteration):
         pass
     return {
         "cpu_model": cpu,
+        "cpu_vector_flags": flags,
         "machine": platform.machine(),
         "cores": len(os.sched_getaffinity(0)),
         "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
