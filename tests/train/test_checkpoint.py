@@ -51,10 +51,18 @@ def test_a_planted_pickle_is_refused_without_running(tmp_path):
     assert not marker.exists()
 
 
+@pytest.fixture(scope="module")
+def trained(tiny_shards, tmp_path_factory) -> Path:
+    """One short run with checkpoints; each test plants its pickle in a copy."""
+    root = tmp_path_factory.mktemp("trained")
+    train("pretrain.py", 1, tiny_shards, root, "name=run", *QUICK)
+    return root / "run"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("victim", ["rank-0.pt", "engine/mp_rank_00_model_states.pt"])
-def test_resume_refuses_a_planted_pickle_naming_the_file(tiny_shards, tmp_path, victim):
-    train("pretrain.py", 1, tiny_shards, tmp_path, "name=run", *QUICK)
+def test_resume_refuses_a_planted_pickle_naming_the_file(tiny_shards, trained, tmp_path, victim):
+    shutil.copytree(trained, tmp_path / "run")
     newest = complete_checkpoints(tmp_path / "run" / "checkpoints")[-1]
     marker = tmp_path / "ran"
     plant(newest / victim, marker)
@@ -67,11 +75,11 @@ def test_resume_refuses_a_planted_pickle_naming_the_file(tiny_shards, tmp_path, 
 
 
 @pytest.mark.slow
-def test_a_search_trial_refuses_a_planted_pickle_in_its_tune_checkpoint(tiny_shards, tmp_path):
+def test_a_search_trial_refuses_a_planted_pickle_in_its_tune_checkpoint(tiny_shards, trained,
+                                                                        tmp_path):
     """A retried trial copies its trainer checkpoint out of Tune's storage and resumes from
     it (pgnm.tune.trial); the copy is read as safely as any other checkpoint."""
-    train("pretrain.py", 1, tiny_shards, tmp_path / "first", "name=run", *QUICK)
-    source = complete_checkpoints(tmp_path / "first" / "run" / "checkpoints")[-1]
+    source = complete_checkpoints(trained / "checkpoints")[-1]
     tune_checkpoint = tmp_path / "tune-checkpoint"
     shutil.copytree(source, tune_checkpoint / source.name)
     (tune_checkpoint / "trial.json").write_text(
