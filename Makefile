@@ -10,7 +10,7 @@ DS_VERSION := 0.19.8
 # Every pip call gets the lock as constraints: torch stays the pinned 2.13.0 build throughout.
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -c $(LOCK)
 
-.PHONY: setup test run paper clean lock
+.PHONY: setup test run paper gpu-check clean lock
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml $(LOCK) Makefile
@@ -40,6 +40,11 @@ run: setup
 # both objectives, stage 2, baselines and controls, few-shot tables and plots (runs/paper/).
 paper: setup
 	$(BIN)/python launch/paper.py
+
+# On a GPU machine, before anything else: every GPU path once, with timings (about 5 minutes).
+# It uses the .venv made by the README's GPU install (not `make setup`, which is CPU-only).
+gpu-check:
+	$(BIN)/python -m benchmarks.gpu_check --json runs/gpu-check/gpu_check.json
 
 # Refresh the lock from the current environment (after changing pyproject.toml).
 lock:

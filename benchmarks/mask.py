@@ -14,9 +14,10 @@ Measured (median of ``--repeats`` runs after ``--warmup`` runs, each op on the s
 * ``memcpy``: one copy of the image batch into a preallocated tensor, the floor.
 
 Also: the largest |fused - reference| on the batch, the ratios the project tracks, and an
-*estimate* (not a measurement) of the Triton kernel's GPU floor: bytes it must move over the
-H100 SXM's 3.35 TB/s HBM bandwidth. CPU timings on a shared 2-core machine are noisy; run it
-twice and compare.
+*estimate* of the Triton kernel's GPU floor: bytes it must move over the H100 SXM's 3.35 TB/s
+HBM bandwidth. ``run(..., device=cuda)`` (``benchmarks.gpu_check``) runs everything on the GPU,
+timed with CUDA events, and measures the compiled Triton kernel in fp32 and bf16 beside the
+estimate. CPU timings on a shared 2-core machine are noisy; run it twice and compare.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,21 +33,11 @@ from typing import Any
 import torch
 
 import pgnm  # noqa: F401  (makes torchvision importable on CPU-only torch)
+from benchmarks.clock import median_ms
 from pgnm.mask import fused, reference
 from pgnm.method.sampler import sample_beta
 
 H100_SXM_HBM_BYTES_PER_S = 3.35e12  # spec sheet peak; real copies reach ~80-90% of it
-
-
-def _median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def _gpu_estimate(batch: int, channels: int, size: int, grid: int) -> dict[str, Any]:
@@ -67,6 +56,25 @@ def _gpu_estimate(batch: int, channels: int, size: int, grid: int) -> dict[str, 
     return estimate
 
 
+def _triton(images: torch.Tensor, values: torch.Tensor, kernel_size: int, sigma: float,
+            repeats: int, warmup: int) -> dict[str, Any]:
+    """The compiled kernel on the GPU, fp32 and bf16: time, bytes moved per second, and its
+    largest difference from the reference chain."""
+    from pgnm.mask import triton_kernel
+
+    out: dict[str, Any] = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        batch = images.to(dtype)
+        ms = median_ms(lambda b=batch: triton_kernel.apply_mask(b, values, kernel_size, sigma),
+                       repeats, warmup, images.device)
+        expected = reference.apply_mask(batch.float(), values, kernel_size, sigma)
+        got = triton_kernel.apply_mask(batch, values, kernel_size, sigma).float()
+        moved = 2 * batch.numel() * batch.element_size() + values.numel() * 4
+        out[name] = {"ms": round(ms, 4), "bytes_per_s": moved / (ms / 1e3),
+                     "max_abs_err_vs_reference": float((got - expected).abs().max())}
+    return out
+
+
 def run(
     batch: int,
     grid: int,
@@ -77,14 +85,19 @@ def run(
     repeats: int,
     warmup: int,
     seed: int,
+    device: torch.device | None = None,
 ) -> dict[str, Any]:
+    device = device or torch.device("cpu")
     torch.manual_seed(seed)
-    images = torch.randn(batch, channels, size, size)
+    images = torch.randn(batch, channels, size, size, device=device)
     # Beta(2, 5) per cell.
-    alpha = torch.full((batch, grid * grid), 2.0)
-    beta = torch.full((batch, grid * grid), 5.0)
+    alpha = torch.full((batch, grid * grid), 2.0, device=device)
+    beta = torch.full((batch, grid * grid), 5.0, device=device)
     values = torch.distributions.Beta(alpha, beta).sample()
     copy = torch.empty_like(images)
+
+    def _median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
+        return median_ms(fn, repeats, warmup, device)
 
     def reference_chain() -> torch.Tensor:
         drawn = torch.distributions.Beta(alpha, beta).sample()
@@ -131,6 +144,10 @@ def run(
         "fused_within_2x_memcpy": result["ratios"]["fused_over_memcpy"] <= 2,
     }
     result["gpu_roofline_estimate"] = _gpu_estimate(batch, channels, size, grid)
+    if device.type == "cuda":  # measured, beside the estimate
+        with torch.inference_mode():
+            result["triton"] = _triton(images, values, kernel_size, sigma, repeats, warmup)
+        result["copy_bytes_per_s"] = 2 * images.numel() * 4 / (timings["memcpy_ms"] / 1e3)
     result["setup"] = {
         "batch": batch,
         "channels": channels,
@@ -144,6 +161,7 @@ def run(
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "machine": platform.machine(),
         "processor": platform.processor() or "unknown",
     }

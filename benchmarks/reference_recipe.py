@@ -93,10 +93,24 @@ class ReferenceStep:
         )
         self.criterion = nn.CrossEntropyLoss()
         self.grid, self.kernel_size, self.sigma = grid, kernel_size, sigma
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device) -> ReferenceStep:
+        """Both networks and the running state on ``device`` (the official script's .cuda())."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        if self.policy is not None:
+            self.policy.to(self.device)
+            self.policy.base_alpha = self.policy.base_alpha.to(self.device)
+            self.policy.base_beta = self.policy.base_beta.to(self.device)
+        return self
 
     def __call__(self, images: Tensor, targets: Tensor) -> float:
         from torchvision.transforms.functional import gaussian_blur
 
+        # as the official loop does: image.to(device, non_blocking=True) for each batch
+        images = images.to(self.device, non_blocking=True)
+        targets = targets.to(self.device, non_blocking=True)
         self.model.train()
         if self.policy is None:
             loss = self.criterion(self.model(images), targets)

@@ -27,11 +27,12 @@ from collections.abc import Callable
 
 import torch
 
+from benchmarks.clock import default_device, timed_ms
 from benchmarks.reference_recipe import ReferenceStep
 
 OURS = ("baseline", "pgnm", "pgnm_light", "pgnm_plain")
 REFERENCE = ("baseline", "pgnm")
-Step = Callable[[torch.Tensor, torch.Tensor], float]
+Step = Callable[[torch.Tensor, torch.Tensor], object]
 
 
 def ours_overrides(arch: str, variant: str, size: int, grid: int, light_size: int) -> list[str]:
@@ -53,7 +54,8 @@ def ours_overrides(arch: str, variant: str, size: int, grid: int, light_size: in
     return overrides
 
 
-def _plain_step(model: torch.nn.Module, config) -> Step:  # noqa: ANN001
+def _plain_step(model: torch.nn.Module, config, device: torch.device) -> Step:  # noqa: ANN001
+    from pgnm.data import to_device
     from pgnm.train.engine import param_groups, set_epoch_learning_rates
 
     o = config.optim
@@ -64,13 +66,14 @@ def _plain_step(model: torch.nn.Module, config) -> Step:  # noqa: ANN001
     model.train()
     state = {"step": 0}
 
-    def step(images: torch.Tensor, labels: torch.Tensor) -> float:
+    def step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        images, labels = to_device(images, labels, device, torch.float32)
         out = model(images, labels, step=state["step"])
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
         state["step"] += 1
-        return out.loss.item()
+        return out.loss
 
     return step
 
@@ -79,37 +82,43 @@ def ours_step(overrides: list[str], batch: int, plain: bool = False) -> Step:
     """The loop's step over a fresh PGNMModel in a DeepSpeed engine (world of one);
     ``plain``: the same module and optimiser groups without the engine."""
     from pgnm.config import load_config
+    from pgnm.data import to_device
     from pgnm.train.distributed import setup
     from pgnm.train.engine import build_engine
     from pgnm.train.model import PGNMModel
 
     config = load_config(overrides=[*overrides, f"data.batch_size={batch}"])
-    setup(config.engine.device)
-    model = PGNMModel(config)
+    world = setup(config.engine.device)
+    model = PGNMModel(config).to(world.device)
     if plain:
-        return _plain_step(model, config)
+        return _plain_step(model, config, world.device)
     engine, _ = build_engine(model, config, world_size=1)
     engine.train()
     state = {"step": 0}
+    dtype = next(model.parameters()).dtype
 
-    def step(images: torch.Tensor, labels: torch.Tensor) -> float:
+    def step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        images, labels = to_device(images, labels, engine.device, dtype)  # as the loop does
         out = engine(images, labels, step=state["step"])
         engine.backward(out.loss)
         engine.step()
         state["step"] += 1
-        return out.loss.item()
+        return out.loss  # no host read: the clock waits for the GPU (benchmarks.clock)
 
     return step
 
 
-def build_steps(arch: str, size: int, grid: int, batch: int, light_size: int) -> dict[str, Step]:
+def build_steps(arch: str, size: int, grid: int, batch: int, light_size: int,
+                extra: tuple[str, ...] = ()) -> dict[str, Step]:
+    """Every variant, ours on the device ``setup`` picks and the reference beside them."""
     steps: dict[str, Step] = {}
     for variant in OURS:
-        overrides = ours_overrides(arch, variant, size, grid, light_size)
+        overrides = [*ours_overrides(arch, variant, size, grid, light_size), *extra]
         steps[f"ours/{variant}"] = ours_step(overrides, batch, plain=variant == "pgnm_plain")
     for variant in REFERENCE:
         policy = variant == "pgnm"
-        steps[f"reference/{variant}"] = ReferenceStep(arch, 165, policy=policy, grid=grid)
+        steps[f"reference/{variant}"] = ReferenceStep(arch, 165, policy=policy,
+                                                      grid=grid).to(default_device())
     return steps
 
 
@@ -124,12 +133,13 @@ def time_steps(
     """Median ms per step of each variant, timed round-robin after ``warmup`` rounds."""
     times: dict[str, list[float]] = {name: [] for name in steps}
     cpu: dict[str, list[float]] = {name: [] for name in steps}
+    device = default_device()
     for round_ in range(warmup + repeats):
         for name, step in steps.items():
-            cpu0, start = time.process_time(), time.perf_counter()
-            step(images, labels)
+            cpu0 = time.process_time()
+            ms = timed_ms(lambda step=step: step(images, labels), device)
             if round_ >= warmup:
-                times[name].append(1e3 * (time.perf_counter() - start))
+                times[name].append(ms)
                 cpu[name].append(1e3 * (time.process_time() - cpu0))
         if progress is not None:
             progress()
@@ -156,10 +166,12 @@ def run_backbone(
     repeats: int,
     warmup: int,
     progress: Callable[[], None] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, dict]:
-    """Every variant's step time for one backbone, on the same batch."""
+    """Every variant's step time for one backbone, on the same batch (grey replicated to three
+    channels, as the loaders give it; ``extra``: config overrides for ours, e.g. bf16)."""
     torch.manual_seed(0)
-    steps = build_steps(arch, size, grid, batch, light_size)
-    images = torch.randn(batch, 3, size, size)
+    steps = build_steps(arch, size, grid, batch, light_size, extra)
+    images = torch.randn(batch, 1, size, size).expand(-1, 3, -1, -1)
     labels = torch.randint(0, 165, (batch,))
     return time_steps(steps, images, labels, repeats, warmup, progress)

@@ -40,7 +40,9 @@ def _free_port() -> int:
 
 def _launch(script: str, ranks: int, config: str, *overrides: str) -> None:
     python = Path(sys.executable)
-    args = [str(ROOT / "launch" / script), "--config", str(ROOT / config), *overrides]
+    # The quickstart is the CPU demo, also on a GPU machine: both device settings say so.
+    args = [str(ROOT / "launch" / script), "--config", str(ROOT / config), "engine.device=cpu",
+            *overrides]
     if ranks > 1:
         launcher = [
             str(python),
@@ -54,7 +56,7 @@ def _launch(script: str, ranks: int, config: str, *overrides: str) -> None:
         launcher = [str(python)]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env["PATH"] = f"{python.parent}:{env.get('PATH', '')}"
-    env.setdefault("DS_ACCELERATOR", "cpu")
+    env["DS_ACCELERATOR"] = "cpu"
     shown = " ".join(Path(a).name for a in launcher[:2]) + f" ... {script} {' '.join(overrides)}"
     console.print(f"[bold]$ {shown}")
     subprocess.run(launcher + args, cwd=ROOT, env=env, check=True)

@@ -135,7 +135,11 @@ class DataConfig(_Section):
 
 
 class EngineConfig(_Section):
+    # auto: DS_ACCELERATOR when set, else CUDA where visible, else the CPU (pgnm/train/cluster.py)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # true: bit-reproducible GPU runs (deterministic kernels only, no cuDNN autotuning), at
+    # some cost in speed; false: cuDNN picks the fastest kernels, as the official code does.
+    deterministic: bool = False
     zero_stage: int = Field(0, ge=0, le=2)
     precision: Literal["fp32", "bf16"] = "fp32"
     deepspeed_config: str | None = None  # a JSON file whose entries override the generated ones

@@ -26,6 +26,7 @@ TINY = [
     "schedule.epochs=2",
     "tracking.log_every=1",
     "optim.lr=0.01",
+    "engine.device=cpu",  # and DS_ACCELERATOR=cpu (environment()): the two must agree
 ]
 
 

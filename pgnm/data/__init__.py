@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import torch
+from torch import Tensor
+
 from pgnm.config import Config
 from pgnm.data.dali import DaliLoader, dali_available
 from pgnm.data.spec import AugmentSpec, DataError
@@ -35,6 +38,16 @@ def choose_loader(config: Config) -> str:
     if choice == "dali" and not dali_available():
         raise DataError("data.loader=dali but nvidia-dali is not installed; use auto or webdataset")
     return choice
+
+
+def to_device(
+    images: Tensor, labels: Tensor, device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """A loader's batch on the training device. Images are grey replicated to three channels
+    (a view): only the grey channel is copied, from pinned memory when the webdataset loader
+    feeds a GPU, and replicated again on the device."""
+    grey = images[:, :1].to(device, dtype, non_blocking=True)
+    return grey.expand(-1, 3, -1, -1), labels.to(device, non_blocking=True)
 
 
 def build_loader(
@@ -65,7 +78,8 @@ def build_loader(
     if choose_loader(config) == "dali":
         return DaliLoader(**common, device_id=device_id, num_threads=max(1, data.num_workers))
     return WebDatasetLoader(
-        **common, num_workers=data.num_workers, on_bad_sample=data.on_bad_sample
+        **common, num_workers=data.num_workers, on_bad_sample=data.on_bad_sample,
+        pin_memory=device_id is not None,
     )
 
 
@@ -77,4 +91,5 @@ __all__ = [
     "WebDatasetLoader",
     "build_loader",
     "choose_loader",
+    "to_device",
 ]

@@ -13,6 +13,7 @@ produces the very batches the interrupted one would have produced next.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,7 @@ class DaliLoader:
         self.epoch, self.step = 0, 0
         self._checkpoint: str | None = None
         self._pipe = None
+        self._copied = None  # a CUDA event: the last batch's copy out of DALI's buffers
 
     def __len__(self) -> int:
         return self.batches_per_epoch
@@ -143,20 +145,50 @@ class DaliLoader:
 
     # ------------------------------------------------------------------ iteration
 
-    def _fail(self, err: RuntimeError) -> DataError:
-        # DALI's message carries the pipeline's Python traceback; the cause follows "encountered:".
+    def _fail(self, err: RuntimeError) -> Exception:
+        """What a DALI failure means. DALI's message names the operator that failed: a
+        decoder means a bad image (found and named by probing this rank's share); the
+        webdataset reader means a bad shard or index (DALI names the file: that one shard is
+        checked for the sample). Anything else --
+        CUDA out of memory, a codec that cannot start -- is no data problem and surfaces as
+        DALI raised it, with its traceback and the device added."""
         text = str(err)
+        operator = re.search(r"operator `nvidia\.dali\.fn\.([\w.]+)`", text)
         cause = text.split("encountered:", 1)[-1].strip().splitlines()[0] if text else "unknown"
-        found = self._locate_bad_sample()
-        where = f"; first bad sample: {found}" if found else ""
-        return DataError(f"DALI could not read the shards in {self.tars[0].parent}: {cause}{where}")
+        where = f"DALI could not read the shards in {self.tars[0].parent}: {cause}"
+        if operator and operator.group(1).startswith("decoders."):
+            found = self._locate_bad_sample()
+            return DataError(f"{where}; first bad sample: {found}" if found else where)
+        if operator and operator.group(1).startswith("readers."):
+            named = re.search(r'"([^"]+)\.(?:idx|tar)"', text)  # the shard DALI stopped in
+            found = self._check_one_shard(Path(named.group(1) + ".tar")) if named else None
+            return DataError(f"{where}; first bad sample: {found}" if found else where)
+        device = f"cuda:{self.device_id}" if self.device_id is not None else "the CPU"
+        err.add_note(f"(pgnm: DALI pipeline for {self.split} on {device}, rank {self.rank})")
+        return err
 
-    def _locate_bad_sample(self) -> str | None:
-        """DALI's errors rarely name the sample: find it with the webdataset loader's checks."""
+    def _check_one_shard(self, tar: Path) -> str | None:
         from pgnm.data.wds import WebDatasetLoader
 
+        probe = WebDatasetLoader(tar.parent.parent, self.split, 1, False, self.spec,
+                                 num_workers=0)
+        if tar not in probe.tars:
+            return None
+        try:
+            probe.check_shard(tar)
+        except DataError as err:
+            return str(err)
+        return None
+
+    def _locate_bad_sample(self) -> str | None:
+        """DALI's decoder errors do not name the sample: find it with the webdataset loader's
+        checks, reading only the share of the split this rank was reading."""
+        from pgnm.data.wds import WebDatasetLoader
+
+        share = (self.rank + self.epoch) % self.world_size if self.train else self.rank
         root = self.tars[0].parent.parent
-        probe = WebDatasetLoader(root, self.split, 1, False, self.spec, num_workers=0)
+        probe = WebDatasetLoader(root, self.split, 1, False, self.spec, rank=share,
+                                 world_size=self.world_size, num_workers=0)
         try:
             for _ in probe:
                 pass
@@ -174,6 +206,7 @@ class DaliLoader:
         start, stop = rank_range(self.num_samples, self.rank, self.world_size)
         remaining = stop - start  # evaluation: the padded tail of the last batch is dropped
         while self.step < self.batches_per_epoch:
+            self._wait_for_copies()
             try:
                 images, labels = pipe.run()
             except RuntimeError as err:
@@ -187,10 +220,23 @@ class DaliLoader:
             yield batch[0].expand(-1, 3, -1, -1), batch[1]
         self.epoch, self.step, self._checkpoint, self._pipe = self.epoch + 1, 0, None, None
 
-    @staticmethod
-    def _to_torch(tensor_list) -> Tensor:  # noqa: ANN001 - TensorListCPU / TensorListGPU
-        # Copy out of DALI's buffers: the next run() may reuse them.
-        return torch.from_dlpack(tensor_list.as_tensor()).clone()
+    def _to_torch(self, tensor_list) -> Tensor:  # noqa: ANN001 - TensorListCPU / TensorListGPU
+        """A copy out of DALI's output buffers, which the next ``run()`` may overwrite. On the
+        CPU the copy is done when this returns. On the GPU it is queued on torch's current
+        stream, so an event marks its end and ``_wait_for_copies`` holds the next ``run()``
+        until then (by that time a training step has passed: the wait costs nothing)."""
+        from nvidia.dali.plugin.pytorch.torch_utils import to_torch_tensor
+
+        out = to_torch_tensor(tensor_list.as_tensor(), copy=True)
+        if out.is_cuda:
+            self._copied = torch.cuda.Event()
+            self._copied.record(torch.cuda.current_stream(out.device))
+        return out
+
+    def _wait_for_copies(self) -> None:
+        if self._copied is not None:
+            self._copied.synchronize()
+            self._copied = None
 
     # ------------------------------------------------------------------ resume
 

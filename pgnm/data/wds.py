@@ -213,6 +213,7 @@ class WebDatasetLoader:
         shuffle_buffer: int = 512,
         on_bad_sample: str = "error",
         accumulation: int = 1,
+        pin_memory: bool = False,
     ) -> None:
         info, self.tars, _ = split_shards(root, split)
         self.shard_counts = [shard.samples for shard in info.splits[split].shards]
@@ -222,6 +223,7 @@ class WebDatasetLoader:
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.num_workers, self.shuffle_buffer = num_workers, shuffle_buffer
         self.on_bad_sample = on_bad_sample
+        self.pin_memory = pin_memory  # for a GPU: batches in page-locked memory, copied async
         self.num_samples = info.splits[split].samples
         self.batches_per_epoch = batches_per_epoch(
             self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}", accumulation
@@ -235,6 +237,14 @@ class WebDatasetLoader:
         if self.on_bad_sample == "error":
             raise DataError(f"{shard}: sample {key}: {problem}")
         self.skipped += 1  # counted per worker process; the trainer logs its own count
+
+    def check_shard(self, tar: Path) -> None:
+        """Read and decode every sample of one of this split's shards; raises
+        :class:`DataError` naming the first bad one (how DALI's errors are made specific)."""
+        stream = _RankStream(self, self.epoch, 0)
+        count = self.shard_counts[self.tars.index(tar)]
+        for position, (shard, key, payload, _) in enumerate(stream._read_shard(tar, 0, count)):
+            stream._decode(shard, key, payload, position)
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -258,9 +268,10 @@ class WebDatasetLoader:
         for item in loader:
             if isinstance(item, _Failure):
                 raise DataError(item.message)
-            images, labels = item
+            grey, labels = item
             self.step += 1
-            images = images.float().div_(255.0).sub_(mean).div_(std)
+            images = torch.empty(grey.shape, dtype=torch.float32, pin_memory=self.pin_memory)
+            torch.div(grey, 255.0, out=images).sub_(mean).div_(std)
             yield images.expand(-1, 3, -1, -1), labels
         self.epoch, self.step = self.epoch + 1, 0
 

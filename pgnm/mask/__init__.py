@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -52,6 +53,44 @@ def _triton_apply(images: Tensor, values: Tensor, kernel_size: int, sigma: float
     return triton_kernel.apply_mask(images, values, kernel_size, sigma)
 
 
+class FirstUseCheck:
+    """A fast kernel behind a safety net, for ``mask.kernel=auto``: the first call for each
+    (shape, dtype, layout, device) also runs the fused kernel and compares; a kernel that
+    fails to compile or launch, or disagrees, is given up for the rest of the process with one
+    warning, and the fused kernel runs instead (Triton can be importable yet unusable: no
+    libcuda, an old GPU, ptxas trouble)."""
+
+    def __init__(self, fast: Callable[[Tensor, Tensor, int, float], Tensor]) -> None:
+        self.fast = fast
+        self.verified: set[tuple] = set()
+        self.given_up: str | None = None
+
+    def __call__(self, images: Tensor, values: Tensor, kernel_size: int, sigma: float) -> Tensor:
+        if self.given_up is not None:
+            return fused.apply_mask(images, values, kernel_size, sigma)
+        key = (tuple(images.shape), images.dtype, images.device, images.stride(), kernel_size,
+               sigma, values.shape[-1])
+        if key in self.verified:
+            return self.fast(images, values, kernel_size, sigma)
+        exact = fused.apply_mask(images, values, kernel_size, sigma)
+        try:
+            out = self.fast(images, values, kernel_size, sigma)
+            tolerance = 1e-5 if images.dtype == torch.float32 else 2e-2
+            error = float((out.float() - exact.float()).abs().max()) / max(
+                1.0, float(exact.float().abs().max()))
+            if not error <= tolerance:  # also catches NaN
+                raise ValueError(f"differs from the fused kernel by {error:.2e} (> {tolerance})")
+        except Exception as err:  # compile, launch or accuracy: any of them ends its use
+            self.given_up = f"{type(err).__name__}: {err}".splitlines()[0]
+            warnings.warn(f"mask.kernel=auto: the Triton kernel failed on first use "
+                          f"({self.given_up}); the fused kernel runs instead", stacklevel=3)
+            return exact
+        self.verified.add(key)
+        return out
+
+
+_checked_triton = FirstUseCheck(lambda *args: _triton_apply(*args))
+
 KERNELS: dict[str, Callable[[Tensor, Tensor, int, float], Tensor]] = {
     "reference": reference.apply_mask,
     "fused": fused.apply_mask,
@@ -60,7 +99,8 @@ KERNELS: dict[str, Callable[[Tensor, Tensor, int, float], Tensor]] = {
 
 
 def resolve_kernel(kernel: str, images: Tensor, values: Tensor | None = None) -> str:
-    """The implementation ``apply_mask`` runs for this call: 'auto' resolved, names checked."""
+    """The implementation ``apply_mask`` runs for this call: 'auto' resolved, names checked
+    (``auto``'s Triton runs behind :class:`FirstUseCheck`)."""
     if kernel == "auto":
         needs_grad = torch.is_grad_enabled() and (
             images.requires_grad or (values is not None and values.requires_grad)
@@ -79,10 +119,14 @@ def apply_mask(
     images: Tensor, values: Tensor, kernel_size: int = 13, sigma: float = 6.0, kernel: str = "auto"
 ) -> Tensor:
     """(B, C, S, S) images times the mask built from (B, G*G) cell values."""
-    return KERNELS[resolve_kernel(kernel, images, values)](images, values, kernel_size, sigma)
+    chosen = resolve_kernel(kernel, images, values)
+    if kernel == "auto" and chosen == "triton":
+        return _checked_triton(images, values, kernel_size, sigma)
+    return KERNELS[chosen](images, values, kernel_size, sigma)
 
 
 __all__ = [
+    "FirstUseCheck",
     "KERNELS",
     "KERNEL_CHOICES",
     "apply_mask",

@@ -30,10 +30,9 @@ def build_policy(config: Config) -> Policy:
     )
 
 
-def build_sampler(config: PolicyConfig) -> BetaSampler:
-    return BetaSampler(
-        config.logit_clamp, config.sample_eps, config.check_finite, method=config.sampler
-    )
+def build_sampler(config: PolicyConfig, raise_now: bool = True) -> BetaSampler:
+    return BetaSampler(config.logit_clamp, config.sample_eps, config.check_finite,
+                       method=config.sampler, raise_now=raise_now)
 
 
 __all__ = [

@@ -37,25 +37,37 @@ class NonFiniteError(FloatingPointError):
     """A logit or log-probability of the policy is NaN or infinite."""
 
 
+# Bits of a non-finite report (``MaskSample.problems``): found on the device, read later.
+PROBLEMS = {1: "Beta alpha-logit", 2: "Beta beta-logit", 4: "Beta log-prob", 8: "loss"}
+
+
 class MaskSample(NamedTuple):
     values: Tensor  # (B, G*G) in [eps, 1 - eps], no grad
     log_prob: Tensor  # (B, G*G) per-cell log-density, differentiable in the logits
+    problems: Tensor | None = None  # int32 scalar on the device: OR of PROBLEMS bits, 0 = fine
 
 
-def _check_finite(name: str, tensor: Tensor, step: int | None) -> None:
-    if not bool(torch.isfinite(tensor).all()):
-        bad = int((~torch.isfinite(tensor)).sum())
-        at = f"at step {step}" if step is not None else "(step unknown)"
-        raise NonFiniteError(
-            f"{bad} of {tensor.numel()} {name} values are NaN or infinite {at}; "
-            "lower the learning rate or enable policy.logit_clamp / policy.sample_eps"
-        )
+def flag_nonfinite(tensor: Tensor, bit: int) -> Tensor:
+    """``bit`` where ``tensor`` holds a NaN or inf, else 0: an int32 scalar, no host sync."""
+    return torch.where(torch.isfinite(tensor).all(), 0, bit).to(torch.int32)
 
 
-# Marsaglia-Tsang accepts >= 95% of proposals per round for shape >= 1, so 64 rounds leave a
-# cell undrawn with probability < 0.05**64; such a cell would come out NaN and be reported.
-_MAX_ROUNDS = 64
+def describe_problems(problems: int, step: int | None = None) -> str:
+    """The first bad tensor in the order they are computed (the likely cause), then the rest."""
+    first, *rest = [name for bit, name in PROBLEMS.items() if problems & bit]
+    at = f" at step {step}" if step is not None else ""
+    also = f" (then also: {', '.join(rest)})" if rest else ""
+    return (f"{first} values are NaN or infinite{at}{also}; lower the learning rate or "
+            "enable policy.logit_clamp / policy.sample_eps")
 
+
+# Marsaglia-Tsang rejects fewer than 5% of its proposals at every shape >= 2/3 (the shapes
+# it is run at). After one round over all cells, the rejected ones are redrawn in two
+# fixed-size buffers (torch.nonzero_static: sizes known in advance, so no host sync, unlike
+# boolean indexing): 2 rounds over ~6% of the cells, then 16 over ~6% of those. A cell still
+# undrawn after all 19 rounds (probability ~0.05**19 = 2e-25) comes out NaN and is reported.
+_BUFFERS = ((0.06, 2), (0.06, 16))  # (buffer size as a fraction of the previous one, rounds)
+_BUFFER_MIN = 256
 
 def _propose(d: Tensor, c: Tensor, normal_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
     """One Marsaglia-Tsang round: (log proposal, accepted?, log of a recycled uniform)."""
@@ -78,36 +90,56 @@ def _log_standard_gamma(concentration: Tensor) -> Tensor:
     x ~ N(0, 1), u ~ U(0, 1), v = (1 + c x)^3 and accept d v if v > 0 and
     log u < x^2 / 2 + d - d v + d log v; accepted values are exactly Gamma(k). Shapes k < 1
     use Gamma(k) = Gamma(k + 1) * U^(1/k), added in log space where it cannot underflow.
-    All cells are proposed at once and only the rejected ones (< 5%) are drawn again.
+    All cells are proposed at once; rejected ones are redrawn in fixed-size buffers
+    (``_BUFFERS``), so the whole draw runs without a host synchronisation.
 
     Precision: the acceptance test and the uniforms are float64, as in torch's own sampler
     (d (1 - v + log v) cancels badly in float32 when d is large). The normals are float32 for
     float32 input, which halves the cost; they resolve the proposal to 2^-24 and reach 5.8
     sigma, so events rarer than ~1e-8 per draw are where this can differ from exact.
     """
-    flat = concentration.detach().reshape(-1).to(torch.float64)
+    n = concentration.numel()
+    # One spare cell at the end (shape 1): the redraw buffers' unused slots point at it.
+    flat = torch.cat([concentration.detach().reshape(-1).to(torch.float64),
+                      torch.ones(1, dtype=torch.float64, device=concentration.device)])
     normal_dtype = torch.float64 if concentration.dtype == torch.float64 else torch.float32
     boosted = flat < 1
     d = (flat + boosted).sub_(1.0 / 3.0)
     c = torch.rsqrt(d).mul_(1.0 / 3.0)
     log_gamma, accepted, log_uniform = _propose(d, c, normal_dtype)
-    pending = (~accepted).nonzero().squeeze(1)
-    # Non-finite concentrations would be rejected forever: they come out NaN, to be reported.
-    finite = torch.isfinite(d[pending])
-    log_gamma[pending[~finite]] = float("nan")
-    pending = pending[finite]
-    for _ in range(_MAX_ROUNDS):
-        if pending.numel() == 0:
-            break
-        proposal, accepted, recycled = _propose(d[pending], c[pending], normal_dtype)
-        chosen = pending[accepted]
-        log_gamma[chosen] = proposal[accepted]
-        log_uniform[chosen] = recycled[accepted]
-        pending = pending[~accepted]
-    log_gamma[pending] = float("nan")
+    log_gamma = torch.where(accepted, log_gamma, float("nan"))
+    # Non-finite shapes would be rejected forever: left NaN, to be reported.
+    pending = ~accepted & torch.isfinite(d)
+    pending[n] = False
+    size = n
+    for fraction, rounds in _BUFFERS:
+        size = min(n, int(size * fraction) + _BUFFER_MIN)
+        _redraw(pending, size, rounds, d, c, log_gamma, log_uniform, normal_dtype)
     # log Gamma(k) = log Gamma(k + 1) + log(U) / k where k < 1; zero elsewhere.
     log_gamma += log_uniform.mul_(boosted).div_(flat)
-    return log_gamma.view(concentration.shape)
+    return log_gamma[:n].view(concentration.shape)
+
+
+def _redraw(pending: Tensor, size: int, rounds: int, d: Tensor, c: Tensor,  # noqa: PLR0913
+            log_gamma: Tensor, log_uniform: Tensor, normal_dtype: torch.dtype) -> None:
+    """Up to ``size`` pending cells get ``rounds`` more proposals each, in place: accepted
+    draws go into ``log_gamma``/``log_uniform`` and leave ``pending``."""
+    index = torch.nonzero_static(pending, size=size, fill_value=pending.numel() - 1).squeeze(1)
+    sub_d, sub_c = d[index], c[index]
+    live = pending[index]  # false in the unused slots, which all point at the spare cell
+    still = live.clone()
+    sub_gamma = torch.full_like(sub_d, float("nan"))
+    sub_uniform = torch.zeros_like(sub_d)
+    for _ in range(rounds):
+        proposal, accepted, recycled = _propose(sub_d, sub_c, normal_dtype)
+        take = still & accepted
+        sub_gamma = torch.where(take, proposal, sub_gamma)
+        sub_uniform = torch.where(take, recycled, sub_uniform)
+        still &= ~accepted
+    done = live & ~still  # (the spare cell receives identical copies of its own values)
+    log_gamma.index_copy_(0, index, torch.where(done, sub_gamma, log_gamma[index]))
+    log_uniform.index_copy_(0, index, torch.where(done, sub_uniform, log_uniform[index]))
+    pending.index_copy_(0, index, still)
 
 
 def sample_beta(alpha: Tensor, beta: Tensor) -> Tensor:
@@ -131,12 +163,21 @@ SamplerMethod = Literal["torch", "gamma"]
 
 
 class BetaSampler:
+    """Draws and log-densities for a batch of Beta logits.
+
+    With ``check_finite``, every call reports non-finite logits and log-probabilities in
+    ``MaskSample.problems`` without a host synchronisation; ``raise_now`` (the default, for
+    direct callers) then reads it at once and raises :class:`NonFiniteError`. The trainer
+    passes ``raise_now=False`` and reads the report only when it must look (``loop.py``).
+    """
+
     def __init__(
         self,
         logit_clamp: float | None = 8.0,
         sample_eps: float = 1e-6,
         check_finite: bool = True,
         method: SamplerMethod = "gamma",
+        raise_now: bool = True,
     ) -> None:
         if method not in ("torch", "gamma"):
             raise ValueError(
@@ -146,23 +187,21 @@ class BetaSampler:
         self.sample_eps = sample_eps
         self.check_finite = check_finite
         self.method = method
+        self.raise_now = raise_now
 
-    def concentrations(self, logits: BetaLogits, step: int | None = None) -> tuple[Tensor, Tensor]:
+    def concentrations(self, logits: BetaLogits) -> tuple[Tensor, Tensor]:
         alpha, beta = logits
-        if self.check_finite:
-            _check_finite("Beta alpha-logit", alpha, step)
-            _check_finite("Beta beta-logit", beta, step)
         if self.logit_clamp is not None:
             alpha = alpha.clamp(-self.logit_clamp, self.logit_clamp)
             beta = beta.clamp(-self.logit_clamp, self.logit_clamp)
         return alpha.exp(), beta.exp()
 
-    def distribution(self, logits: BetaLogits, step: int | None = None) -> Beta:
+    def distribution(self, logits: BetaLogits) -> Beta:
         # Our own checks replace argument validation, which costs a device sync per call.
-        return Beta(*self.concentrations(logits, step), validate_args=False)
+        return Beta(*self.concentrations(logits), validate_args=False)
 
     def __call__(self, logits: BetaLogits, step: int | None = None) -> MaskSample:
-        alpha, beta = self.concentrations(logits, step)
+        alpha, beta = self.concentrations(logits)
         with torch.no_grad():
             if self.method == "torch":
                 values = Beta(alpha, beta, validate_args=False).sample()
@@ -174,6 +213,11 @@ class BetaSampler:
             log_prob = Beta(alpha, beta, validate_args=False).log_prob(values)
         else:
             log_prob = beta_log_prob(alpha, beta, values)
+        problems = None
         if self.check_finite:
-            _check_finite("Beta log-prob", log_prob, step)
-        return MaskSample(values=values, log_prob=log_prob)
+            with torch.no_grad():
+                problems = (flag_nonfinite(logits.alpha, 1) | flag_nonfinite(logits.beta, 2)
+                            | flag_nonfinite(log_prob, 4))
+            if self.raise_now and int(problems):
+                raise NonFiniteError(describe_problems(int(problems), step))
+        return MaskSample(values=values, log_prob=log_prob, problems=problems)

@@ -1,9 +1,9 @@
-"""Process-group plumbing: one code path for the deepspeed launcher, torchrun and plain python.
+"""Process-group plumbing: one code path for the deepspeed launcher, torchrun, srun/mpirun and
+plain python.
 
-Launchers export RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; plain ``python``
-exports nothing, and DeepSpeed then tries MPI discovery and fails. ``setup`` makes that a
-world of one on an in-memory store (no port), picks the accelerator (CUDA if asked for and
-present, else the CPU with gloo), and lets DeepSpeed create the process group.
+``setup`` resolves the device and the world (``cluster.py``: one source of truth for each),
+gives each rank its share of the CPU cores, makes a lone process a world of one on an
+in-memory store (no port), and lets DeepSpeed create -- or adopt -- the process group.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from pgnm.errors import ConfigError, PeerFailed, PgnmError
+from pgnm.train.cluster import local_world_size, resolve_device, world_from_cluster
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class World:
     world_size: int
     local_rank: int
     device: torch.device
+    # Where ranks agree on host-side events (a bad sample) without touching the GPU: a gloo
+    # group beside NCCL; None means the default group, already gloo on the CPU.
+    control_group: object | None = None
 
     @property
     def is_main(self) -> bool:
@@ -34,18 +38,30 @@ class World:
         return self.local_rank if self.device.type == "cuda" else None
 
 
-def setup(device: str = "auto") -> World:
-    """Initialise (or join) the process group; safe to call once per process."""
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("engine.device=cuda but no CUDA device is visible")
-    if not use_cuda:
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+def share_cpu_cores() -> None:
+    """Ranks on one machine share its cores: unless OMP_NUM_THREADS says otherwise, each rank
+    takes its share (GPU ranks too: their data loading and host work are CPU threads).
+    Oversubscribed cores slow torch's small parallel ops tenfold."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world_size())))
+
+
+def setup(device: str = "auto", deterministic: bool = False) -> World:
+    """Initialise (or join) the process group; safe to call more than once per process."""
+    use_cuda = resolve_device(device, torch.cuda.is_available()) == "cuda"
+    os.environ["DS_ACCELERATOR"] = "cuda" if use_cuda else "cpu"
+    if use_cuda:
+        _choose_kernels(deterministic)
+    cluster = world_from_cluster(os.environ)
+    if cluster is not None and not dist.is_initialized():
+        os.environ.update(cluster)
     # Plain `python launch/...` or a one-rank Tune trial: a world of one. (Ray Train creates
     # the group and the environment itself.)
     alone = "RANK" not in os.environ and not dist.is_initialized()
     if alone:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    share_cpu_cores()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
         torch.cuda.set_device(local_rank)
@@ -54,18 +70,35 @@ def setup(device: str = "auto") -> World:
         dist.init_process_group("nccl" if use_cuda else "gloo", store=dist.HashStore(),
                                 rank=0, world_size=1)
     import deepspeed
+    from deepspeed.accelerator import get_accelerator
 
+    chosen = get_accelerator().device_name()
+    if chosen != ("cuda" if use_cuda else "cpu"):  # DeepSpeed picked its accelerator earlier
+        raise ConfigError(f"DeepSpeed's accelerator is already {chosen} in this process, but "
+                          f"this run is on {'cuda' if use_cuda else 'cpu'}")
     # Creates the group from the launcher's environment, or adopts the one that exists (ours
     # above, or Ray Train's); a no-op when DeepSpeed has already done either.
     deepspeed.init_distributed(dist_backend="nccl" if use_cuda else "gloo")
     if not use_cuda and dist.get_world_size() > 1:
         _unlink_shm_allreduce_segment(dist.get_rank())
+    control = None
+    if dist.get_backend() != "gloo" and dist.get_world_size() > 1:
+        control = dist.new_group(backend="gloo")
     return World(
         rank=dist.get_rank(),
         world_size=dist.get_world_size(),
         local_rank=local_rank,
         device=torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"),
+        control_group=control,
     )
+
+
+def _choose_kernels(deterministic: bool) -> None:
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic  # the official code autotunes
 
 
 def _unlink_shm_allreduce_segment(rank: int) -> None:
@@ -119,9 +152,10 @@ def broadcast_from_rank0_(tensors: list[torch.Tensor]) -> None:
 
 def first_failing_rank(failed: bool, world: World) -> int | None:
     """The lowest rank that reports ``failed``, agreed by all ranks (None if none did)."""
-    flag = torch.tensor([world.rank if failed else world.world_size], device=world.device)
-    if world.world_size > 1:
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    if world.world_size == 1:
+        return 0 if failed else None
+    flag = torch.tensor([world.rank if failed else world.world_size])  # host memory
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN, group=world.control_group)
     rank = int(flag.item())
     return None if rank == world.world_size else rank
 

@@ -158,6 +158,12 @@ def build_engine(model: nn.Module, config: Config, world_size: int):  # noqa: AN
         engine.enable_backward_allreduce = False
     if config.engine.precision == "bf16" and engine.device.type == "cpu":
         _batchnorm_statistics_to(model, torch.bfloat16)
+    if config.model.channels_last and engine.device.type == "cuda" and not config.engine.zero_stage:
+        # cuDNN would convert NCHW weights for NHWC inputs at every convolution. Converted
+        # after DeepSpeed's set-up, which flattens parameters; only with ZeRO 0, where the
+        # parameters are not views into ZeRO's flat buffers (on the CPU, oneDNN follows the
+        # input's layout and NCHW weights were measured faster).
+        model.to(memory_format=torch.channels_last)
     return engine, optimizer
 
 

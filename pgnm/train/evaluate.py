@@ -7,8 +7,9 @@ Two variants for a PGNM model (one for a plain classifier):
   Beta(exp base_alpha, exp base_beta), shared by every image of the batch (the policy itself
   is not called).
 
-Evaluation draws masks with its own RNG (``torch.random.fork_rng``), so evaluating does not
-shift the training run's random stream: a resumed run stays bit-identical.
+Evaluation and the gallery draw masks from a side stream (``pgnm.seeds.separate_stream``), on
+the CPU and on the GPU alike, so they do not shift the training run's random stream: a
+resumed run stays bit-identical.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import Tensor
 
 from pgnm.errors import DataError
 from pgnm.mask.reference import build_mask
+from pgnm.seeds import derive, separate_stream
 from pgnm.train.distributed import World, gather_objects, stop_together
 from pgnm.train.metrics import classification_metrics
 from pgnm.train.model import PGNMModel
@@ -57,8 +59,7 @@ def evaluate(
     targets: list[Tensor] = []
     first: Tensor | None = None
     problem: DataError | None = None
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed * 7_919 + world.rank)
+    with separate_stream(derive(seed, world.rank), world.device):
         try:
             for images, labels in batches:
                 images = images.to(world.device, dtype, non_blocking=True)
@@ -93,8 +94,7 @@ def mask_gallery(
         return None
     was_training = model.training
     model.eval()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with separate_stream(derive(seed), images.device):
         values = model.sampler(model.policy(images)).values
     model.train(was_training)
     m = model.mask_config

@@ -22,10 +22,9 @@ import torch
 from tqdm import tqdm
 
 from pgnm.config import Config, dump_config, flatten, with_overrides
-from pgnm.data import Loader, build_loader
+from pgnm.data import Loader, build_loader, to_device
 from pgnm.data.manifest import ClassInfo, load_classes, load_dataset_info
-from pgnm.errors import ConfigError, DataError, PgnmError, TrainingDiverged
-from pgnm.method import NonFiniteError
+from pgnm.errors import ConfigError, DataError, PgnmError
 from pgnm.models import load_backbone, read_weights
 from pgnm.tracking import Tracker, declare_model_input, log_classifier, open_run, resolve_init
 from pgnm.tracking import tracking_uri as resolve_tracking_uri
@@ -41,6 +40,7 @@ from pgnm.train.distributed import (
 )
 from pgnm.train.engine import build_engine, deepspeed_config, set_epoch_learning_rates
 from pgnm.train.evaluate import evaluate, mask_gallery
+from pgnm.train.health import Health, host_values
 from pgnm.train.model import PGNMModel, StepOutput
 
 SHOWN = ("train/loss", "train/ce", "plain/top1", "plain/f1_macro", "masked/top1", "train/img_s")
@@ -70,6 +70,8 @@ class Run:
     images_seen: int = 0
     train_time: float = 0.0
     sums: EpochSums = field(default_factory=EpochSums)  # of the epoch in progress
+    device_sums: torch.Tensor | None = None  # the same, accumulating on the device
+    health: Health | None = None  # non-finite values seen on the device since the start
     last_eval: dict = field(default_factory=dict)
 
     @property
@@ -137,7 +139,7 @@ def seed_training_stream(config: Config, rank: int) -> None:
 
 
 def prepare(config: Config, stage: str) -> Run:
-    world = setup(config.engine.device)
+    world = setup(config.engine.device, config.engine.deterministic)
     if config.data.root is None:
         raise ConfigError("data.root is not set: point it at shards written by data_tools")
     classes = load_classes(config.data.root)
@@ -192,6 +194,7 @@ def prepare(config: Config, stage: str) -> Run:
     run.global_step, run.start_epoch = position.global_step, position.epoch
     run.images_seen, run.train_time, run.sums = (position.images_seen, position.train_time,
                                                  position.sums)
+    run.health = Health(world.device)
     return run
 
 
@@ -230,8 +233,9 @@ def _open_tracker(config: Config, stage: str, world: World, out_dir: Path,
 
 
 def _train_step(run: Run, batches) -> StepOutput | None:  # noqa: ANN001 - batch iterator
-    """Next batch and forward pass; None at the end of the epoch. A data error or a NaN/inf on
-    any rank stops every rank at this step, each with one line (``stop_together``)."""
+    """Next batch and forward pass; None at the end of the epoch. No host reads the device:
+    a data error stops every rank at this step (one flag, agreed in host memory), and
+    non-finite values are recorded in ``run.health`` for the next look."""
     problem: PgnmError | None = None
     out = None
     broadcast_from_rank0_(run.rank0_buffers)  # every rank, every step: collectives stay paired
@@ -242,20 +246,23 @@ def _train_step(run: Run, batches) -> StepOutput | None:  # noqa: ANN001 - batch
     except DataError as err:
         problem = err
     if problem is None:
-        images = images.to(run.world.device, run.dtype, non_blocking=True)
-        labels = labels.to(run.world.device, non_blocking=True)
-        detail = None
-        try:
-            out = run.engine(images, labels, step=run.global_step)
-            if not torch.isfinite(out.loss).item():
-                detail = f"loss is {out.loss.item()}"
-        except NonFiniteError as err:
-            detail = str(err)
-        if detail is not None:
-            problem = TrainingDiverged(f"non-finite value at step {run.global_step} on rank "
-                                       f"{run.world.rank}: {detail}")
+        images, labels = to_device(images, labels, run.world.device, run.dtype)
+        out = run.engine(images, labels, step=run.global_step)
+        run.health.record(out.loss, out.problems, run.global_step)
     stop_together(problem, run.world, f"step {run.global_step}")
     return out
+
+
+def _look(run: Run, out: StepOutput | None) -> tuple[float, float]:
+    """Read the device once: stop every rank if any saw a NaN/inf, bring the epoch's sums to
+    the host (``run.sums``); returns this step's (loss, CE) for the log."""
+    step = (out.loss, out.ce) if out is not None else (run.device_sums[0],) * 2
+    problems, first, loss, ce, *sums = host_values(*run.health.tensors(), *step,
+                                                   *run.device_sums)
+    stop_together(run.health.verdict(problems, first, run.world.rank), run.world,
+                  f"step {run.global_step}")
+    run.sums.loss, run.sums.ce, run.sums.policy_term = sums
+    return loss, ce
 
 
 def save_checkpoint(run: Run, epoch: int, step_in_epoch: int) -> None:
@@ -278,37 +285,44 @@ def train_epoch(run: Run, epoch: int) -> dict:
     if loader.step == 0:
         run.sums = EpochSums()
     rates = set_epoch_learning_rates(run.optimizer, config, epoch)
-    accum, sums = config.optim.grad_accum_steps, run.sums
+    accum, every = config.optim.grad_accum_steps, config.engine.checkpoint_every
+    # The epoch's sums on the device, continuing from the host's (a resumed epoch): read at
+    # each look, added in the same order as on the host, so a resume cannot change them.
+    sums = run.sums
+    run.device_sums = torch.tensor([sums.loss, sums.ce, sums.policy_term], dtype=torch.float64,
+                                   device=world.device)
     bar = tqdm(total=len(loader), initial=loader.step, disable=not world.is_main, leave=False,
                desc=f"{run.stage} epoch {epoch}", unit="batch", dynamic_ncols=True)
-    start, batches = time.perf_counter(), iter(loader)
+    start, batches, out = time.perf_counter(), iter(loader), None
     while (out := _train_step(run, batches)) is not None:
         run.engine.backward(out.loss)
         run.engine.step()
         run.images_seen += out.logits.shape[0] * world.world_size
-        loss, ce = out.loss.item(), out.ce.item()  # one host copy each per step
-        sums.loss += loss
-        sums.ce += ce
-        sums.policy_term += 0.0 if out.policy_term is None else out.policy_term.item()
+        policy_term = out.ce.new_zeros(()) if out.policy_term is None else out.policy_term
+        run.device_sums += torch.stack([out.loss.detach(), out.ce, policy_term]).double()
         sums.batches += 1
         bar.update()
         if loader.step % accum:
             continue  # inside a gradient-accumulation window: no optimizer step yet
         run.global_step += 1
         average_(run.running_state)
-        bar.set_postfix(loss=f"{loss:.3f}", ce=f"{ce:.3f}")
-        if run.global_step % config.tracking.log_every == 0:
+        logging = run.global_step % config.tracking.log_every == 0
+        saving = bool(every) and run.global_step % every == 0
+        if logging or saving or run.stopped:
+            loss, ce = _look(run, out)
+            bar.set_postfix(loss=f"{loss:.3f}", ce=f"{ce:.3f}")
+        if logging:
             run.log.log({"kind": "step", "step": run.global_step, "epoch": epoch,
                          "loss": loss, "ce": ce,
                          **{f"lr/{k}": v for k, v in rates.items()}})
-        every = config.engine.checkpoint_every
-        if every and run.global_step % every == 0:
+        if saving:
             run.train_time += time.perf_counter() - start
             start = time.perf_counter()
             save_checkpoint(run, epoch, loader.step)
         if run.stopped:
             break
     bar.close()
+    _look(run, None)  # the epoch's record (and its checkpoint) come next
     run.train_time += time.perf_counter() - start
     # the loader rolls over to the next epoch once it has yielded the epoch's last batch
     return {"rates": rates, "finished": loader.step == 0}

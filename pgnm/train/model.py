@@ -39,6 +39,7 @@ class StepOutput(NamedTuple):
     policy_term: Tensor | None  # detached objective statistic (None for the baseline)
     logits: Tensor  # classifier logits on the (masked) images
     mask_values: Tensor | None  # (B, G*G) sampled cell values
+    problems: Tensor | None = None  # device int: non-finite policy values (sampler.PROBLEMS)
 
 
 class PGNMModel(nn.Module):
@@ -48,7 +49,8 @@ class PGNMModel(nn.Module):
         self.classifier = create_classifier(config.model)
         self.policy: Policy | None = build_policy(config) if config.policy.enabled else None
         self.sampler: BetaSampler | None = (
-            build_sampler(config.policy) if config.policy.enabled else None
+            # non-finite values are reported in the output, read when the loop looks
+            build_sampler(config.policy, raise_now=False) if config.policy.enabled else None
         )
         self.objective = build_objective(config.objective)
         # model.channels_last: every batch is converted once to NHWC here, so the policy trunk,
@@ -73,7 +75,8 @@ class PGNMModel(nn.Module):
         masked = self.mask(images, sample.values)
         logits = self.classifier(masked)
         out = self.objective(logits, targets, sample.log_prob)
-        return StepOutput(out.loss, out.ce, out.policy_term, logits, sample.values)
+        return StepOutput(out.loss, out.ce, out.policy_term, logits, sample.values,
+                          sample.problems)
 
     def mask(self, images: Tensor, values: Tensor) -> Tensor:
         m = self.mask_config

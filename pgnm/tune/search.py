@@ -25,7 +25,7 @@ from pgnm.data.manifest import ManifestError, load_classes
 from pgnm.tracking.store import tracking_uri as resolve_tracking_uri
 from pgnm.tune import outputs, runs
 from pgnm.tune.space import searched_keys, to_param_space, validate_space
-from pgnm.tune.trial import SCORE, SearchContext, metric_names
+from pgnm.tune.trial import SCORE, SearchContext, metric_names, trial_device
 
 # Ray's unix sockets live under its temp dir; AF_UNIX paths stop at 107 bytes.
 _SOCKET_PATH_BUDGET = 40
@@ -50,6 +50,12 @@ def check(config: Config) -> None:
                           "their checkpoints; leave it on")
     if not config.policy.enabled:
         raise ConfigError("policy.enabled=false: a search trains stage 1, give a pretrain config")
+    wanted = trial_device(tune)
+    if config.engine.device not in ("auto", wanted):
+        raise ConfigError(
+            f"engine.device={config.engine.device} but tune.gpus_per_worker="
+            f"{tune.gpus_per_worker}: trials run on {wanted} (Ray hands a trial GPUs only "
+            "through tune.gpus_per_worker)")
     if config.data.root is None:
         raise ConfigError("data.root is not set: point it at shards written by data_tools")
     try:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgnm.config import Config, with_overrides
+from pgnm.config import Config, TuneConfig, with_overrides
 from pgnm.train import fit
 from pgnm.train.checkpoint import resolve_resume
 from pgnm.train.distributed import gather_objects, setup
@@ -81,12 +81,18 @@ def score(metric: str, metrics: dict[str, float]) -> float | None:
     return metrics.get(counterpart)
 
 
+def trial_device(tune: TuneConfig) -> str:
+    """A trial's device follows its Ray resources: without GPUs, ``auto`` would put every
+    concurrent trial on GPU 0 (Ray leaves CUDA_VISIBLE_DEVICES alone then)."""
+    return "cuda" if tune.gpus_per_worker > 0 else "cpu"
+
+
 def stage_configs(context: SearchContext, params: dict[str, Any], trial_id: str,
                   trial_run_id: str | None, state: TrialState) -> tuple[Config, Config | None]:
     """Stage 1's config (the base with the sampled values) and stage 2's (or None)."""
     base, tune = context.base, context.base.tune
     run_dir = str(Path(context.search_dir) / "trials" / trial_id)
-    shared = {"run_dir": run_dir, "engine.resume": "never",
+    shared = {"run_dir": run_dir, "engine.resume": "never", "engine.device": trial_device(tune),
               "tracking.uri": context.tracking_uri, "tracking.parent_run_id": trial_run_id}
     arch = params.get("model.arch", base.model.arch)
     first = with_overrides(base, {
@@ -139,7 +145,8 @@ class TrialRunner:
 
     def run(self) -> None:
         ctx = self.context
-        setup(ctx.base.engine.device)  # the process group exists before ranks exchange ids
+        # the process group exists before ranks exchange ids
+        setup(trial_device(ctx.base.tune), ctx.base.engine.deterministic)
         existed = False
         if self.is_main and ctx.tracking_uri:
             self.run_id, existed = runs.open_trial_run(

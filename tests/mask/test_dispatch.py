@@ -62,3 +62,63 @@ def test_unknown_kernel_lists_the_choices():
 def test_config_rejects_unknown_kernels():
     with pytest.raises(ValueError, match="mask.kernel"):
         load_config(overrides=["mask.kernel=cuda-magic"])
+
+
+# ----------------------------------------------------------------------------- safety net
+
+
+def _interpreted_kernel_module():
+    pytest.importorskip("triton")
+    import importlib
+    import sys
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRITON_INTERPRET", "1")
+        name = "pgnm.mask.triton_kernel"
+        module = importlib.reload(sys.modules[name]) if name in sys.modules \
+            else importlib.import_module(name)
+    return module
+
+
+def test_a_kernel_that_works_is_checked_once_and_then_used(recwarn):
+    from pgnm.mask import FirstUseCheck, fused
+
+    kernel = _interpreted_kernel_module()
+    calls = []
+
+    def fast(images, values, kernel_size, sigma):  # noqa: ANN001, ANN202
+        calls.append(1)
+        return kernel.apply_mask(images, values, kernel_size, sigma)
+
+    check = FirstUseCheck(fast)
+    images, values = torch.randn(2, 3, 16, 16), torch.rand(2, 16)
+    with torch.no_grad():
+        first = check(images, values, 3, 1.0)
+        second = check(images, values, 3, 1.0)
+    assert torch.allclose(first, fused.apply_mask(images, values, 3, 1.0), atol=1e-5)
+    assert torch.equal(first, second) and len(calls) == 2 and check.given_up is None
+    assert not [w for w in recwarn if "Triton" in str(w.message)]
+
+
+def test_a_kernel_that_fails_to_compile_falls_back_with_one_warning():
+    triton = pytest.importorskip("triton")
+    import triton.language as tl
+
+    from pgnm.mask import FirstUseCheck, fused
+
+    @triton.jit
+    def broken(pointer):  # a name triton.language does not have: fails when compiled
+        tl.store(pointer, tl.no_such_builtin(1.0))
+
+    def fast(images, values, kernel_size, sigma):  # noqa: ANN001, ANN202
+        broken[(1,)](images)
+        return images
+
+    check = FirstUseCheck(fast)
+    images, values = torch.randn(2, 3, 16, 16), torch.rand(2, 16)
+    with pytest.warns(UserWarning, match="Triton kernel failed on first use") as caught:
+        out = check(images, values, 3, 1.0)
+        again = check(images[:1], values[:1], 3, 1.0)  # another shape: no retry, no warning
+    assert len(caught) == 1 and check.given_up is not None
+    assert torch.equal(out, fused.apply_mask(images, values, 3, 1.0))
+    assert torch.equal(again, fused.apply_mask(images[:1], values[:1], 3, 1.0))
