@@ -91,11 +91,11 @@ def image_folder_view(release: Path, out: Path) -> Path:
     """train/<class>/<file> symlinks over the raw release: the layout ImageFolder reads."""
     import csv
 
-    from data_tools.radimagenet_to_wds import class_key
+    from pgnm.data.sources import radimagenet_class_key
 
     with open(release / "RadiologyAI_train.csv", newline="") as handle:
         for row in csv.DictReader(handle):
-            link = out / class_key(row["filename"])[0] / Path(row["filename"]).name
+            link = out / radimagenet_class_key(row["filename"])[0] / Path(row["filename"]).name
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists():
                 link.symlink_to((release / row["filename"]).resolve())

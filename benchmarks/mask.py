@@ -5,7 +5,7 @@
 Measured (median of ``--repeats`` runs after ``--warmup`` runs, each op on the same tensors):
 
 * ``reference``: the official chain -- ``torch.distributions.Beta`` sample, then nearest
-  upsample, 13x13 reflect-padded blur and multiply (``pgnm.mask.reference``);
+  upsample, 13x13 reflect-padded blur and multiply (``pgnm.method.mask``);
 * ``reference_mask``: that chain without the sampling;
 * ``fused``: the exact fast path, mask built from the grid and multiplied in (build + apply);
 * ``sample``: Beta draws alone, the fast log-space sampler (``sample_ms``) and torch's
@@ -34,8 +34,9 @@ import torch
 
 import pgnm  # noqa: F401  (makes torchvision importable on CPU-only torch)
 from benchmarks.clock import median_ms
-from pgnm.mask import fused, reference
-from pgnm.method.sampler import sample_beta
+from pgnm.kernels import fused
+from pgnm.kernels.gamma import sample_beta
+from pgnm.method import mask as reference
 
 H100_SXM_HBM_BYTES_PER_S = 3.35e12  # spec sheet peak; real copies reach ~80-90% of it
 
@@ -60,14 +61,14 @@ def _triton(images: torch.Tensor, values: torch.Tensor, kernel_size: int, sigma:
             repeats: int, warmup: int) -> dict[str, Any]:
     """The compiled kernel on the GPU, fp32 and bf16: time, bytes moved per second, and its
     largest difference from the reference chain."""
-    from pgnm.mask import triton_kernel
+    from pgnm.kernels import triton_kernel
 
     out: dict[str, Any] = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         batch = images.to(dtype)
         ms = median_ms(lambda b=batch: triton_kernel.apply_mask(b, values, kernel_size, sigma),
                        repeats, warmup, images.device)
-        expected = reference.apply_mask(batch.float(), values, kernel_size, sigma)
+        expected = reference.reference_apply(batch.float(), values, kernel_size, sigma)
         got = triton_kernel.apply_mask(batch, values, kernel_size, sigma).float()
         moved = 2 * batch.numel() * batch.element_size() + values.numel() * 4
         out[name] = {"ms": round(ms, 4), "bytes_per_s": moved / (ms / 1e3),
@@ -101,7 +102,7 @@ def run(
 
     def reference_chain() -> torch.Tensor:
         drawn = torch.distributions.Beta(alpha, beta).sample()
-        return reference.apply_mask(images, drawn, kernel_size, sigma)
+        return reference.reference_apply(images, drawn, kernel_size, sigma)
 
     def full() -> torch.Tensor:
         return fused.apply_mask(images, sample_beta(alpha, beta), kernel_size, sigma)
@@ -110,7 +111,7 @@ def run(
         error = (
             (
                 fused.apply_mask(images, values, kernel_size, sigma)
-                - reference.apply_mask(images, values, kernel_size, sigma)
+                - reference.reference_apply(images, values, kernel_size, sigma)
             )
             .abs()
             .max()
@@ -127,8 +128,8 @@ def run(
             ),
             "full_ms": _median_ms(full, repeats, warmup),
             "reference_mask_ms": _median_ms(
-                lambda: reference.apply_mask(images, values, kernel_size, sigma), repeats, warmup
-            ),
+                lambda: reference.reference_apply(images, values, kernel_size, sigma),
+                repeats, warmup),
             "reference_ms": _median_ms(reference_chain, repeats, warmup),
         }
     result: dict[str, Any] = {key: round(value, 3) for key, value in timings.items()}

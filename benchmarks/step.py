@@ -83,9 +83,9 @@ def ours_step(overrides: list[str], batch: int, plain: bool = False) -> Step:
     ``plain``: the same module and optimiser groups without the engine."""
     from pgnm.config import load_config
     from pgnm.data import to_device
+    from pgnm.method.step import PGNMModel
     from pgnm.train.distributed import setup
     from pgnm.train.engine import build_engine
-    from pgnm.train.model import PGNMModel
 
     config = load_config(overrides=[*overrides, f"data.batch_size={batch}"])
     world = setup(config.engine.device)

@@ -1,4 +1,7 @@
-"""Command-line pieces every converter shares: options, error handling, the closing summary."""
+"""Command-line pieces every converter shares: options, error handling, the closing summary.
+
+The sharding itself is the library's: :func:`pgnm.data.writer.write_dataset`.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from data_tools.common import Encoding, Record, ShardingError, write_dataset
-from pgnm.data.manifest import REPORT_FILE, ClassInfo, DatasetInfo
-
-Collected = tuple[list[Record], list[ClassInfo]]
+from pgnm.data.manifest import REPORT_FILE, DatasetInfo
+from pgnm.data.shards import Encoding, ShardingError
+from pgnm.data.sources import Collected
+from pgnm.data.writer import write_dataset
 
 
 def add_shard_arguments(parser: argparse.ArgumentParser) -> None:

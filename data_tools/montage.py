@@ -19,14 +19,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from data_tools.radimagenet_to_wds import class_key  # noqa: E402
+from pgnm.data.sources import radimagenet_class_key  # noqa: E402
 
 
 def write_montage(src: Path, out: Path, per_class: int = 1, max_classes: int = 48) -> Path:
     chosen: dict[str, list[str]] = defaultdict(list)
     with open(src / "RadiologyAI_train.csv", newline="") as handle:
         for row in csv.DictReader(handle):
-            key = class_key(row["filename"])[0]
+            key = radimagenet_class_key(row["filename"])[0]
             if len(chosen[key]) < per_class:
                 chosen[key].append(row["filename"])
     keys = sorted(chosen)[:max_classes]

@@ -12,7 +12,6 @@ return the same number of samples. Exits 1 with the list of problems, 0 when cle
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import sys
@@ -23,9 +22,15 @@ import numpy as np
 from PIL import Image
 from webdataset import WebDataset
 
-from data_tools.common import file_md5
 from pgnm.data.dali import dali_available
-from pgnm.data.manifest import MANIFEST_FILE, ManifestError, load_classes, load_dataset_info
+from pgnm.data.manifest import (
+    MANIFEST_FILE,
+    ManifestError,
+    load_classes,
+    load_dataset_info,
+    read_manifest,
+)
+from pgnm.data.shards import file_md5
 
 
 def _decode(payload: bytes, image_format: str, raw_size: int | None) -> None:
@@ -101,17 +106,17 @@ def verify(root: str | Path, use_dali: bool = True) -> dict:
     try:
         info = load_dataset_info(root)
         classes = load_classes(root)
+        rows = read_manifest(root)
     except ManifestError as err:
         return {"ok": False, "problems": [str(err)], "splits": {}}
     problems: list[str] = []
     manifest: dict[str, dict[str, int]] = defaultdict(dict)
-    with open(root / MANIFEST_FILE, newline="") as handle:
-        for row in csv.DictReader(handle):
-            manifest[row["split"]][row["key"]] = int(row["label"])
-            if not 0 <= int(row["label"]) < len(classes):
-                problems.append(
-                    f"{MANIFEST_FILE}: {row['key']} has label {row['label']} outside classes.json"
-                )
+    for row in rows:
+        manifest[row.split][row.key] = row.label
+        if not 0 <= row.label < len(classes):
+            problems.append(
+                f"{MANIFEST_FILE}: {row.key} has label {row.label} outside classes.json"
+            )
     counts = {}
     ext = info.image_extension
     for split, split_info in info.splits.items():

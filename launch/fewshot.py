@@ -19,15 +19,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from pgnm.config import config_from_argv  # noqa: E402
 from pgnm.errors import reported_as_one_line  # noqa: E402
-from pgnm.protocol import run_protocol  # noqa: E402
+from pgnm.protocol import ProtocolResult, run_protocol  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> ProtocolResult:
     config = config_from_argv(argv, __doc__.splitlines()[0])
     with reported_as_one_line("fewshot"):
         result = run_protocol(config)
-    print(Path(result["files"][1]).read_text())
-    print("\n".join(["results:", *(f"  {f}" for f in result["files"])]))
+    print(result.markdown_file.read_text())
+    print("\n".join(["results:", *(f"  {f}" for f in result.files)]))
     return result
 
 

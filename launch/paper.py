@@ -70,13 +70,14 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.perf_counter() - start
     root = Path(config.run_dir) / config.name
     (root / "paper-wall-time.json").write_text(json.dumps({"seconds": seconds}))
-    print(Path(result["files"][1]).read_text())
-    for name, init in result["inits"].items():
+    report = result.report  # what fewshot.json holds
+    print(result.markdown_file.read_text())
+    for name, init in report["inits"].items():
         stages = [s["name"] for s in init["stages"]]
         print(f"{name}: {init['note']}" + (f" (trained: {', '.join(stages)})" if stages else ""))
-    print("\n".join(["results:", *(f"  {f}" for f in result["files"])]))
-    print(f"MLflow: parent run {result['mlflow']['parent_run_id']} in "
-          f"{result['mlflow']['tracking_uri']}")
+    print("\n".join(["results:", *(f"  {f}" for f in result.files)]))
+    print(f"MLflow: parent run {report['mlflow']['parent_run_id']} in "
+          f"{report['mlflow']['tracking_uri']}")
     print(f"total wall time: {seconds / 60:.1f} min")
 
 

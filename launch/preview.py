@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
+from pgnm.atomic import atomic_write  # noqa: E402
 from pgnm.config import config_from_argv, flatten  # noqa: E402
 from pgnm.data.synthetic import chance_ce, synthetic_batch  # noqa: E402
-from pgnm.mask.reference import build_mask  # noqa: E402
 from pgnm.train import PGNMModel  # noqa: E402
 from pgnm.viz import save_mask_gallery  # noqa: E402
 
@@ -75,11 +75,12 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if out.mask_values is not None:
         m = config.mask
-        masks = build_mask(out.mask_values, config.data.image_size, m.kernel_size, m.sigma)
+        with torch.no_grad():
+            masks = model.mask(torch.ones_like(images[:, :1]), out.mask_values)
         gallery = save_mask_gallery(
             images,
             masks,
-            model.mask(images, out.mask_values),
+            out.masked.detach(),
             out_dir / "mask_gallery.png",
             config.data.mean,
             config.data.std,
@@ -88,8 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         summary["gallery"] = str(gallery)
         summary["mask_mean"] = masks.mean().item()
         summary["mask_std"] = masks.std().item()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2))
     print(
         f"{steps} steps, {summary['images_per_second']:.1f} img/s; "
         f"CE {history[0]['ce']:.3f} -> {history[-1]['ce']:.3f} (chance {summary['chance_ce']:.3f})"

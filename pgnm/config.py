@@ -54,13 +54,11 @@ class PolicyConfig(_Section):
     logit_clamp: float | None = Field(8.0, gt=0.0)
     sample_eps: float = Field(1e-6, ge=0.0, lt=0.5)
     check_finite: bool = True  # raise, naming the step, on a non-finite logit or log-prob
-    # 1 (departure): each head runs once per step. 2: as the official code, which runs each
-    # head a second time to update the running state; outputs and gradients are the same, but
-    # the heads' BatchNorm statistics are updated twice per step.
+    # 1 (departure): each head runs once per step. 2: the official second pass for the running
+    # state (same values and gradients; the heads' BatchNorm statistics move twice per step).
     head_passes: Literal[1, 2] = 1
-    # true (departure): the running state is averaged over ranks after every step, so every
-    # rank samples from the same state and the checkpoint holds the one state. false: as the
-    # official code under DDP, each rank keeps and updates its own (they drift apart).
+    # true (departure): the running state is averaged over ranks after every step. false: as
+    # the official code under DDP, each rank keeps and updates its own (they drift apart).
     share_running_state: bool = True
     # How Beta draws are made. gamma: log-space Gamma ratio, same distribution, ~2-3x faster
     # on CPU and finite for any clamped concentration. torch: torch.distributions.Beta, the
@@ -73,7 +71,7 @@ class MaskConfig(_Section):
     kernel_size: int = Field(13, ge=1)
     sigma: float = Field(6.0, gt=0.0)
     # auto: the Triton kernel for CUDA tensors when triton is installed, else the exact fused
-    # CPU path; reference: the official four-op chain. All agree to float rounding (pgnm/mask).
+    # CPU path; reference: the official four-op chain. All agree to float rounding (pgnm/kernels).
     kernel: Literal["reference", "fused", "triton", "auto"] = "auto"
 
     @field_validator("kernel_size")
@@ -117,8 +115,7 @@ class ScheduleConfig(_Section):
 
 
 class DataConfig(_Section):
-    source: Literal["synthetic", "shards"] = "synthetic"
-    root: str | None = None  # shard directory (written by data_tools) when source = shards
+    root: str | None = None  # shard directory, as pgnm.data writes it (data_tools converts)
     # auto: DALI where it is installed, else the webdataset loader (same batches, same spec)
     loader: Literal["auto", "dali", "webdataset"] = "auto"
     shuffle_buffer: int = Field(512, ge=1)  # in-memory shuffle on top of the write-time one
@@ -386,7 +383,10 @@ def config_from_argv(argv: Sequence[str] | None = None, description: str = "") -
     """
     import argparse
 
-    parser = argparse.ArgumentParser(description=description)
+    from pgnm.config_help import config_keys_help
+
+    parser = argparse.ArgumentParser(description=description, epilog=config_keys_help(Config()),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help="YAML file; keys not given keep defaults")
     parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--print-config", action="store_true", help="print the config and exit")

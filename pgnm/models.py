@@ -37,12 +37,11 @@ def create_classifier(config: ModelConfig) -> nn.Module:
         )
     if config.num_classes is None:
         raise ValueError("model.num_classes is not resolved (null means: take it from the data)")
-    model = timm.create_model(
+    # Weights in the default layout whatever model.channels_last says: the batch layout is
+    # PGNMModel's business and the weights' the engine's (pgnm/train/engine.py).
+    return timm.create_model(
         config.arch, pretrained=False, num_classes=config.num_classes, drop_rate=config.drop_rate
     )
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
 
 
 def strip_wrapper_prefixes(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:

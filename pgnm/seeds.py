@@ -6,11 +6,29 @@ as (seed, epoch) and (seed, epoch + 1) give unrelated streams, with no hand-pick
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import torch
+
+
+def seed_weights(seed: int) -> None:
+    """Every RNG, as every rank sets it before building the same initial weights (and the
+    policy's running state)."""
+    _seed_all(seed)
+
+
+def seed_training_stream(seed: int, rank: int) -> None:
+    """Each rank's own stream for masks and dropout, seeded once the engine is built."""
+    _seed_all(seed + 1_000 * (rank + 1))
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def derive(*parts: int) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless: training nodes have no display
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
+
+from pgnm.atomic import atomic_path  # noqa: E402
 
 
 def save_mask_gallery(
@@ -39,9 +40,7 @@ def save_mask_gallery(
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    fig.savefig(partial, dpi=80, format="png")
+    with atomic_path(path) as partial:  # a reader never sees half a PNG
+        fig.savefig(partial, dpi=80, format="png")
     plt.close(fig)
-    os.replace(partial, path)  # a reader never sees half a PNG
     return path

@@ -28,9 +28,11 @@ def test_unknown_architecture_names_the_key():
         create_classifier(ModelConfig(arch="resnet19"))
 
 
-def test_channels_last():
+def test_channels_last_leaves_the_weights_to_the_engine():
+    # model.channels_last converts batches (PGNMModel); the weights' layout is the engine's
+    # choice (channels-last only on CUDA without ZeRO), so a classifier is built in the default.
     model = create_classifier(ModelConfig(arch="resnet10t", num_classes=3, channels_last=True))
-    assert model.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert model.conv1[0].weight.is_contiguous()
 
 
 def test_same_class_count_loads_everything():

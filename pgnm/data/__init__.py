@@ -1,8 +1,14 @@
-"""Data: WebDataset shards (written by ``data_tools``) read by DALI or by webdataset.
+"""Data: WebDataset shards, written and read by this package; loaded by DALI or by webdataset.
 
-``build_loader`` is the one entry point: both loaders yield ``(images, labels)`` with images
-float32 (B, 3, S, S), normalised, and labels int64 (B,); both give every rank the same number
-of training batches; both resume exactly from ``state_dict()``.
+The shard contract: :mod:`~pgnm.data.manifest` (the directory layout, ``read_manifest``),
+:mod:`~pgnm.data.shards` (one shard: records, encoding, tar + index + sidecar, ``iter_samples``),
+:mod:`~pgnm.data.writer` (``write_dataset``: a whole directory) and :mod:`~pgnm.data.sources`
+(RadImageNet, folder-per-class and MedMNIST readers). The ``data_tools`` command-line
+converters are thin wrappers over these.
+
+``build_loader`` is the one entry point for training: both loaders yield ``(images, labels)``
+with images float32 (B, 3, S, S), normalised, and labels int64 (B,); both give every rank the
+same number of training batches; both resume exactly from ``state_dict()``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The on-disk contract between the sharding tools (``data_tools``) and the loaders.
+"""The on-disk layout of a shard directory, between its writer and its readers.
+
+Written by :mod:`pgnm.data.writer` (through the ``data_tools`` converters or the few-shot
+protocol); read by the loaders, :func:`pgnm.data.shards.iter_samples` and :func:`read_manifest`.
 
 A shard directory looks like this::
 
@@ -17,9 +20,10 @@ and ``json`` (class key and source path).
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -30,20 +34,26 @@ CLASSES_FILE = "classes.json"
 MANIFEST_FILE = "manifest.csv"
 REPORT_FILE = "report.json"
 IMAGE_EXTENSIONS = {"png": "png", "jpeg": "jpg", "raw": "u8"}
-MANIFEST_COLUMNS = [
-    "split",
-    "shard",
-    "key",
-    "source",
-    "class_key",
-    "label",
-    "md5",
-    "bytes",
-    "width",
-    "height",
-    "mode",
-    "blank",
-]
+
+
+class ManifestRow(NamedTuple):
+    """One row of ``manifest.csv``: one stored sample."""
+
+    split: str
+    shard: str  # tar file name inside the split folder
+    key: str
+    source: str  # how the source names the image: a release-relative path, "file.npz:train[3]"
+    class_key: str
+    label: int
+    md5: str  # of the source image
+    bytes: int  # stored image size
+    width: int
+    height: int
+    mode: str  # PIL mode of the source image
+    blank: bool
+
+
+MANIFEST_COLUMNS = list(ManifestRow._fields)
 
 
 class ManifestError(PgnmError, ValueError):
@@ -139,3 +149,33 @@ def split_shards(root: str | Path, split: str) -> tuple[DatasetInfo, list[Path],
     if missing:
         raise ManifestError(f"{len(missing)} shard file(s) missing, e.g. {missing[0]}")
     return info, tars, indexes
+
+
+def _manifest_row(row: dict[str, str]) -> ManifestRow:
+    values = dict(row)
+    for column in ("label", "bytes", "width", "height"):
+        values[column] = int(values[column])
+    if values["blank"] not in ("True", "False"):
+        raise ValueError(f"blank must be True or False, got {values['blank']!r}")
+    values["blank"] = values["blank"] == "True"
+    return ManifestRow(**values)
+
+
+def read_manifest(root: str | Path, split: str | None = None) -> list[ManifestRow]:
+    """The rows of ``root``'s ``manifest.csv`` (only ``split``'s when given), in file order."""
+    path = Path(root) / MANIFEST_FILE
+    if not path.is_file():
+        raise ManifestError(f"{path} is missing: is this a directory written by data_tools?")
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames != MANIFEST_COLUMNS:
+            raise ManifestError(f"{path}: expected the columns {','.join(MANIFEST_COLUMNS)}")
+        rows = []
+        for row in reader:
+            if split is not None and row["split"] != split:
+                continue
+            try:
+                rows.append(_manifest_row(row))
+            except (TypeError, ValueError) as err:
+                raise ManifestError(f"{path}:{reader.line_num}: {err}") from None
+    return rows

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import random
+import warnings
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
@@ -236,7 +237,11 @@ class WebDatasetLoader:
     def bad_sample(self, shard: Path, key: str, problem: str) -> None:
         if self.on_bad_sample == "error":
             raise DataError(f"{shard}: sample {key}: {problem}")
-        self.skipped += 1  # counted per worker process; the trainer logs its own count
+        # Named in a warning every time (from a DataLoader worker too, where this count stays
+        # in the worker's copy of the loader): a skip is never silent.
+        self.skipped += 1
+        warnings.warn(f"{shard}: sample {key}: {problem}; skipped (data.on_bad_sample=skip)",
+                      stacklevel=2)
 
     def check_shard(self, tar: Path) -> None:
         """Read and decode every sample of one of this split's shards; raises

@@ -24,7 +24,7 @@ import math
 import torch
 from torch import Tensor
 
-from pgnm.mask.operator import BandedOperator, banded_operator, check_inputs
+from pgnm.kernels.operator import BandedOperator, banded_operator, check_inputs
 
 # The mask is produced and consumed in chunks of images whose mask fits in about 1 MiB, so it
 # stays in cache between the matrix product that writes it and the multiply that reads it.

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pgnm.mask.reference import gaussian_kernel1d
+from pgnm.method.mask import gaussian_kernel1d
 
 
 def check_settings(grid: int, size: int, kernel_size: int, sigma: float) -> None:

@@ -10,7 +10,7 @@ multiplies every channel of the tile by it: the image is read once and written o
 mask never leaves registers. Products use IEEE fp32 (``input_precision="ieee"``) because
 TF32 would cost ~1e-3 of accuracy; the arithmetic is tiny next to the memory traffic.
 
-Importing this module imports triton, so ``pgnm.mask`` only imports it on demand. Whether
+Importing this module imports triton, so ``pgnm.kernels`` only imports it on demand. Whether
 triton compiles for the GPU or runs its Python interpreter (``TRITON_INTERPRET=1``, how the
 CPU tests run it) is fixed when this module is first imported.
 """
@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from pgnm.mask.operator import axis_operator, check_inputs, row_extents
+from pgnm.kernels.operator import axis_operator, check_inputs, row_extents
 
 # Whether this module's kernels were built for the interpreter (CPU tensors) or for the GPU.
 # The kernel sticks to triton's builtins (tl.full, not the @jit-defined tl.zeros or tl.cdiv):

@@ -1,12 +1,17 @@
-"""The PGNM method: policy -> sampler -> (mask, in ``pgnm.mask``) -> objective.
+"""The PGNM method, read top to bottom: policy -> sampler -> mask -> objective, and one step.
 
-Read in that order: ``policy.py``, ``sampler.py``, ``objective.py``; ``README.md`` beside them
-is the method card (defaults, departures from the official code, how to switch them back).
+``policy.py`` (Beta logits per grid cell), ``sampler.py`` (one draw per cell and its
+log-density), ``mask.py`` (upsample, blur, multiply: the reference chain and the one function
+that builds the mask), ``objective.py`` (the paper's loss and the REINFORCE variant), and
+``step.py`` (``pgnm_step``, which training, the gallery and the preview all run). ``README.md``
+beside them is the method card: defaults, departures from the official code and how to switch
+them back, and how to use the step in your own loop. Fast implementations live in
+``pgnm.kernels``.
 """
 
 from __future__ import annotations
 
-from pgnm.config import Config, PolicyConfig
+from pgnm.method.mask import apply_mask
 from pgnm.method.objective import (
     ObjectiveOutput,
     PaperObjective,
@@ -15,25 +20,7 @@ from pgnm.method.objective import (
 )
 from pgnm.method.policy import BetaLogits, Policy
 from pgnm.method.sampler import BetaSampler, MaskSample, NonFiniteError
-
-
-def build_policy(config: Config) -> Policy:
-    p = config.policy
-    return Policy(
-        grid=config.mask.grid,
-        trunk=p.trunk,
-        hidden_dim=p.hidden_dim,
-        mixing_decay=p.mixing_decay,
-        state_momentum=p.state_momentum,
-        input_size=p.input_size,
-        head_passes=p.head_passes,
-    )
-
-
-def build_sampler(config: PolicyConfig, raise_now: bool = True) -> BetaSampler:
-    return BetaSampler(config.logit_clamp, config.sample_eps, config.check_finite,
-                       method=config.sampler, raise_now=raise_now)
-
+from pgnm.method.step import PGNMModel, StepOutput, build_policy, build_sampler, pgnm_step
 
 __all__ = [
     "BetaLogits",
@@ -41,10 +28,14 @@ __all__ = [
     "MaskSample",
     "NonFiniteError",
     "ObjectiveOutput",
+    "PGNMModel",
     "PaperObjective",
     "Policy",
     "ReinforceObjective",
+    "StepOutput",
+    "apply_mask",
     "build_objective",
     "build_policy",
     "build_sampler",
+    "pgnm_step",
 ]

@@ -1,7 +1,11 @@
-"""The reference mask op: the official four-step chain, kept simple and obviously correct.
+"""The noise mask: what it means, and the one function every caller builds it with.
 
     grid values (B, G*G) -> reshape (B, 1, G, G) -> nearest upsample to (S, S)
         -> Gaussian blur (kernel k, sigma, reflect padding) -> multiply into the image
+
+``apply_mask`` is that function (training, evaluation, the gallery and the preview all call
+it); ``mask.kernel`` picks who computes it: this module's reference chain, or one of the fast
+kernels in ``pgnm.kernels`` (fused, Triton), which agree with it to float rounding.
 
 It mirrors ``F.interpolate`` (default nearest mode) and
 ``torchvision.transforms.functional.gaussian_blur`` as the official code calls them. Note what
@@ -9,7 +13,7 @@ that blur is: a k = 13 kernel with sigma = 6 is cut off at +-1 sigma and renorma
 close to a 13-px box filter, not a wide Gaussian. The mask multiplies the *normalised* image,
 pulling pixels toward the dataset mean, not toward black.
 
-Every faster kernel in ``pgnm.mask`` is tested against this module.
+Every kernel in ``pgnm.kernels`` is tested against the reference chain here.
 """
 
 from __future__ import annotations
@@ -67,9 +71,22 @@ def build_mask(values: Tensor, size: int, kernel_size: int = 13, sigma: float = 
     return gaussian_blur(upsample_grid(values, size), kernel_size, sigma)
 
 
-def apply_mask(images: Tensor, values: Tensor, kernel_size: int = 13, sigma: float = 6.0) -> Tensor:
-    """Multiply each (C, S, S) image by the mask its cell values describe, broadcast over C."""
+def reference_apply(images: Tensor, values: Tensor, kernel_size: int = 13,
+                    sigma: float = 6.0) -> Tensor:
+    """The official chain: each (C, S, S) image times the mask its cell values describe."""
     if images.shape[-1] != images.shape[-2]:
         raise ValueError(f"expected square images, got {tuple(images.shape[-2:])}")
     mask = build_mask(values.to(images.dtype), images.shape[-1], kernel_size, sigma)
     return images * mask
+
+
+def apply_mask(images: Tensor, values: Tensor, kernel_size: int = 13, sigma: float = 6.0,
+               kernel: str = "auto") -> Tensor:
+    """(B, C, S, S) images times the mask built from (B, G*G) cell values, broadcast over C.
+    The mask alone is ``apply_mask(ones (B, 1, S, S), values)``."""
+    if kernel == "reference":
+        return reference_apply(images, values, kernel_size, sigma)
+    # Imported here: the kernels build on this module's blur weights.
+    from pgnm.kernels import run_mask_kernel
+
+    return run_mask_kernel(kernel, images, values, kernel_size, sigma)

@@ -6,6 +6,6 @@ stratified subsets, ``inits`` resolves and trains the initialisations and the co
 ``stats`` and ``report`` summarise, ``tracking`` logs the MLflow run tree.
 """
 
-from pgnm.protocol.fewshot import run_protocol
+from pgnm.protocol.fewshot import ProtocolResult, run_protocol
 
-__all__ = ["run_protocol"]
+__all__ = ["ProtocolResult", "run_protocol"]

@@ -24,13 +24,17 @@ import math
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
+from pgnm.atomic import atomic_write
 from pgnm.config import Config, ConfigError, flatten, with_overrides
 from pgnm.data import build_loader
 from pgnm.data.manifest import load_classes, load_dataset_info
+from pgnm.names import Stage, Tag
 from pgnm.protocol import report, subsets
 from pgnm.protocol.inits import InitResolver, Resolved, measured_s, with_controls
 from pgnm.protocol.tracking import ProtocolTracker
@@ -38,6 +42,19 @@ from pgnm.train.evaluate import evaluate
 from pgnm.train.loop import fit
 
 TEST_KEYS = ("f1_macro", "balanced_accuracy", "auroc_macro_ovr", "top1", "loss")
+STAGE_FIELDS = ("name", "stage", "model", "mlflow_run_id", "registered", "final")
+
+
+@dataclass(frozen=True)
+class ProtocolResult:
+    report: dict[str, Any]  # what fewshot.json holds
+    json_file: Path
+    markdown_file: Path  # the tables, as printed by the launchers
+    plots: list[Path]  # one few-shot curve PNG per dataset
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.json_file, self.markdown_file, *self.plots]
 
 
 def _check(config: Config) -> None:
@@ -112,7 +129,7 @@ def finetune_config(config: Config, init: Resolved, data_root: Path, k: int, see
     updates = {
         "name": f"{init.name}-{data_root.parent.name}-{data_root.name}",
         "run_dir": str(run_dir), "seed": seed % 2**31, "model.init": init.model,
-        "model.num_classes": None, "policy.enabled": False, "data.root": str(data_root),
+        "model.num_classes": None, "data.root": str(data_root),  # fit turns the policy off
         "data.batch_size": batch, "schedule.epochs": epochs, "engine.resume": "never",
         "engine.checkpoints": False,  # a fine-tune of seconds is redone, never resumed
         "tracking.log_model": False, "tracking.parent_run_id": parent,
@@ -128,8 +145,8 @@ def finetune_once(config: Config, init: Resolved, log_file: Path) -> dict:
 
     def on_epoch(run, epoch: int, record: dict) -> None:  # noqa: ANN001 - pgnm.train.loop.Run
         if epoch == run.start_epoch and run.tracker.run_id:
-            run.tracker.set_tags({"pgnm.fewshot.init": init.name, **init.tags})
-            ProtocolTracker.declare_input(run.tracker, init.tags.get("pgnm.source_model_id"))
+            run.tracker.set_tags({Tag.FEWSHOT_INIT: init.name, **init.tags})
+            ProtocolTracker.declare_input(run.tracker, init.tags.get(Tag.SOURCE_MODEL_ID))
         if epoch + 1 < run.config.schedule.epochs and not run.stopped:
             return
         loader = build_loader(run.config, "test", False, run.world.rank, run.world.world_size,
@@ -145,11 +162,11 @@ def finetune_once(config: Config, init: Resolved, log_file: Path) -> dict:
     with open(log_file, "a") as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
         print(f"==== {config.name}", flush=True)
-        summary = fit(config, "finetune", on_epoch)
+        trained = fit(config, Stage.FINETUNE, on_epoch)
     if not config.fewshot.keep_runs:
         shutil.rmtree(out, ignore_errors=True)
-    return {"metrics": result, "run_id": summary.get("mlflow_run_id"),
-            "steps": summary["global_step"], "epochs": config.schedule.epochs,
+    return {"metrics": result, "run_id": trained.mlflow_run_id,
+            "steps": trained.global_step, "epochs": config.schedule.epochs,
             "batch_size": config.data.batch_size, "seconds": time.perf_counter() - start}
 
 
@@ -164,8 +181,8 @@ def _load_done(path: Path) -> dict:
     return {(r["init"], r["dataset"], r["k"], r["trial"]): r for r in rows}
 
 
-def run_protocol(config: Config) -> dict:
-    """Run (or finish) the protocol; returns what ``fewshot.json`` holds."""
+def run_protocol(config: Config) -> ProtocolResult:
+    """Run (or finish) the protocol: ``fewshot.json``, the tables and the plots."""
     _check(config)
     root = Path(config.run_dir) / config.name
     tracker = ProtocolTracker(config, root)
@@ -218,7 +235,7 @@ def _finetune_all(config: Config, root: Path, resolved: dict, datasets: dict, dr
 
 
 def write_outputs(config: Config, root: Path, resolved: dict, datasets: dict, draws: dict,
-                  trials: list[dict], notes: dict, tracker: ProtocolTracker) -> dict:
+                  trials: list[dict], notes: dict, tracker: ProtocolTracker) -> ProtocolResult:
     fs = config.fewshot
     summary = report.summarise(trials)
     result = {
@@ -227,18 +244,17 @@ def write_outputs(config: Config, root: Path, resolved: dict, datasets: dict, dr
         "recipe": {k: v for k, v in flatten(config).items() if not k.startswith(("fewshot.",
                                                                                   "tune."))},
         "inits": {n: {"model": r.model, "uri": r.uri, "tags": r.tags, "note": r.note,
-                      "stages": [{k: s.get(k) for k in ("name", "stage", "model", "mlflow_run_id",
-                                                        "registered", "final")}
-                                 for s in r.stages]} for n, r in resolved.items()},
+                      "stages": [{k: s.to_json()[k] for k in STAGE_FIELDS} for s in r.stages]}
+                  for n, r in resolved.items()},
         "datasets": datasets, "draws": draws,
         "trials": sorted(trials, key=lambda t: (t["init"], t["dataset"], t["k"], t["trial"])),
         "summary": summary, "mlflow": {"tracking_uri": tracker.store,
                                        "parent_run_id": tracker.parent_id},
     }
-    files = [report.write_json(root / "fewshot.json", result),
-             report.atomic_write(root / "fewshot.md", report.markdown(
-                 summary, fs.sizes, fs.trials, {n: r.note for n, r in resolved.items()}))]
-    files += [report.plot(summary, d, root / f"fewshot-{d}.png") for d in summary]
-    result["files"] = [str(f) for f in files]
-    tracker.finish(files, summary)
-    return result
+    json_file = report.write_json(root / "fewshot.json", result)
+    markdown_file = atomic_write(root / "fewshot.md", report.markdown(
+        summary, fs.sizes, fs.trials, {n: r.note for n, r in resolved.items()}))
+    plots = [report.plot(summary, d, root / f"fewshot-{d}.png") for d in summary]
+    out = ProtocolResult(result, json_file, markdown_file, plots)
+    tracker.finish(out.files, summary)
+    return out

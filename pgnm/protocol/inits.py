@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pgnm.atomic import atomic_write
 from pgnm.config import (
     Config,
     ConfigError,
@@ -31,6 +32,8 @@ from pgnm.config import (
     load_config,
     with_overrides,
 )
+from pgnm.names import Metric, Stage, Tag
+from pgnm.train.result import FitResult
 
 INIT_PREFIX = "init:"
 STAMP = "protocol-stage.yaml"
@@ -44,7 +47,7 @@ class Resolved:
     model: str | None  # local model file; None = random weights
     uri: str | None = None  # what lineage should name: registry URI, run artifact or file
     tags: dict[str, str] = field(default_factory=dict)
-    stages: list[dict] = field(default_factory=list)  # stage runs trained (or reused)
+    stages: list[FitResult] = field(default_factory=list)  # stage runs trained or reused
     note: str = ""
 
 
@@ -59,7 +62,7 @@ def lr_factor(fs: FewShotConfig, reference: InitSpec, measured: float | None) ->
     where = f"fewshot.inits.{fs.controls.reference}"
     if isinstance(fs.controls.lr_factor, float):
         return fs.controls.lr_factor, "S given in fewshot.controls.lr_factor"
-    pretrain = [s for s in reference.train if s.stage == "pretrain"]
+    pretrain = [s for s in reference.train if s.stage == Stage.PRETRAIN]
     if not pretrain:
         raise ConfigError(f"fewshot.controls.lr_factor={fs.controls.lr_factor} needs a pretrain "
                           f"stage in {where}.train (or give a number)")
@@ -87,7 +90,7 @@ def with_controls(fs: FewShotConfig, measured_s: float | None = None) -> tuple[d
     reference = inits.get(c.reference, InitSpec())
     if need_equal:
         stage2 = c.stage2 or (reference.train[-1] if reference.train else None)
-        if stage2 is None or stage2.stage != "finetune":
+        if stage2 is None or stage2.stage != Stage.FINETUNE:
             raise ConfigError(
                 f"fewshot.controls.equal_budget: set fewshot.controls.stage2, or give "
                 f"fewshot.inits.{c.reference} a train recipe ending with its finetune stage, "
@@ -109,26 +112,27 @@ def with_controls(fs: FewShotConfig, measured_s: float | None = None) -> tuple[d
     return inits, notes
 
 
-def measured_s(summaries: list[dict]) -> float | None:
+def measured_s(results: list[FitResult]) -> float | None:
     """Mean S over the epochs of the first stage-1 run (``train/policy_term`` per epoch)."""
-    for summary in summaries:
-        if summary.get("stage") != "pretrain":
+    for result in results:
+        if result.stage != Stage.PRETRAIN:
             continue
-        log = Path(summary["out_dir"]) / "metrics.jsonl"
-        values = [r["train/policy_term"] for r in map(json.loads, log.read_text().splitlines())
-                  if r.get("kind") == "epoch" and "train/policy_term" in r]
+        log = result.out_dir / "metrics.jsonl"
+        term = Metric.TRAIN_POLICY_TERM
+        values = [r[term] for r in map(json.loads, log.read_text().splitlines())
+                  if r.get("kind") == "epoch" and term in r]
         return sum(values) / len(values) if values else None
     return None
 
 
-def _lineage(summary: dict) -> tuple[str, dict[str, str]]:
-    registered = summary.get("registered") or {}
-    uri = registered.get("model_uri") or summary["model"]
-    tags = {"pgnm.source_model_uri": uri, "pgnm.source_run_id": summary.get("mlflow_run_id") or ""}
+def _lineage(result: FitResult) -> tuple[str, dict[str, str]]:
+    registered = result.registered
+    uri = registered.model_uri if registered else str(result.model)
+    tags = {Tag.SOURCE_MODEL_URI: uri, Tag.SOURCE_RUN_ID: result.mlflow_run_id or ""}
     if registered:
-        tags.update({"pgnm.source_model_name": registered["registered_model"],
-                     "pgnm.source_model_version": str(registered["version"]),
-                     "pgnm.source_model_id": registered.get("model_id") or ""})
+        tags.update({Tag.SOURCE_MODEL_NAME: registered.registered_model,
+                     Tag.SOURCE_MODEL_VERSION: str(registered.version),
+                     Tag.SOURCE_MODEL_ID: registered.model_id or ""})
     return uri, {k: v for k, v in tags.items() if v}
 
 
@@ -152,10 +156,10 @@ class InitResolver:
         current = self._start(spec.model)
         current.name, current.stages = name, list(current.stages)
         for i, stage in enumerate(spec.train):
-            summary = self._train(name, i, stage, current)
-            current.stages.append(summary)
-            current.model = summary["model"]
-            current.uri, current.tags = _lineage(summary)
+            result = self._train(name, i, stage, current)
+            current.stages.append(result)
+            current.model = str(result.model)
+            current.uri, current.tags = _lineage(result)
         self._active.pop()
         self.done[name] = current
         return current
@@ -174,9 +178,9 @@ class InitResolver:
             return Resolved("", str(local), model, tags)
         if not Path(model).is_file():
             raise ConfigError(f"fewshot.inits: model file not found: {model}")
-        return Resolved("", model, model, {"pgnm.source_model_uri": model})
+        return Resolved("", model, model, {Tag.SOURCE_MODEL_URI: model})
 
-    def _train(self, name: str, i: int, spec: StageSpec, start: Resolved) -> dict:
+    def _train(self, name: str, i: int, spec: StageSpec, start: Resolved) -> FitResult:
         where = f"fewshot.inits.{name}.train[{i}]"
         config = stage_config(spec, where)
         updates = {"name": f"{name}-{i}-{spec.stage}", "run_dir": str(self.train_dir),
@@ -185,8 +189,6 @@ class InitResolver:
             updates["tracking.uri"] = self.store
         if config.tracking.registered_model is None:  # one registry name per recipe and stage
             updates["tracking.registered_model"] = f"pgnm-{name}-{spec.stage}-{config.model.arch}"
-        if spec.stage == "finetune":
-            updates["policy.enabled"] = False
         config = with_overrides(config, updates, where)
         out = self.train_dir / config.name
         stamp = out / STAMP  # written once the stage finished: the config it was trained with
@@ -195,10 +197,7 @@ class InitResolver:
                 raise ConfigError(f"{where}: {out} was trained with another config; remove it "
                                   "or rename the initialisation")
             print(f"{config.name}: trained already, reusing {out}")
-            return json.loads((out / "summary.json").read_text())
-        summary = self.fit(config, spec.stage)
-        summary = {k: v for k, v in summary.items() if isinstance(v, (str, int, float, dict))}
-        tmp = stamp.with_name(f".{STAMP}.partial")
-        tmp.write_text(dump_config(config))
-        tmp.replace(stamp)
-        return summary
+            return FitResult.read(out)
+        result = self.fit(config, Stage(spec.stage))
+        atomic_write(stamp, dump_config(config))
+        return result

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -13,18 +12,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from pgnm.atomic import atomic_path, atomic_write  # noqa: E402
 from pgnm.protocol.stats import t_interval  # noqa: E402
 
 METRICS = {"f1_macro": "macro-F1", "balanced_accuracy": "balanced accuracy",
            "auroc_macro_ovr": "macro one-vs-rest AUC"}
-
-
-def atomic_write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 def write_json(path: Path, data: object) -> Path:
@@ -86,9 +78,7 @@ def plot(summary: dict, dataset: str, path: Path, metric: str = "f1_macro") -> P
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    fig.savefig(tmp, dpi=100, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -2,7 +2,8 @@
 
 A downstream set is named in ``fewshot.datasets`` as a MedMNIST-format ``.npz``, a
 folder-per-class directory (``<split>/<class>/<image>``) or a shard directory; the first two
-are sharded once with ``data_tools``' writer. A few-shot subset is a shard directory of its own
+are sharded once with the library's writer (:mod:`pgnm.data.sources`, :mod:`pgnm.data.writer`,
+what the ``data_tools`` converters run). A few-shot subset is a shard directory of its own
 whose ``train`` split holds the k drawn samples (written with the same writer) and whose
 ``val`` and ``test`` splits are links to the full downstream splits, so every trial is
 evaluated on the whole test split without copying it.
@@ -15,26 +16,19 @@ trial's training set (and still present in its test split).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
-import tarfile
 import zlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from pgnm.data.manifest import (
-    DATASET_FILE,
-    MANIFEST_FILE,
-    load_classes,
-    load_dataset_info,
-    split_shards,
-)
+from pgnm.atomic import atomic_write
+from pgnm.data.manifest import DATASET_FILE, load_classes, load_dataset_info, read_manifest
+from pgnm.data.shards import Record, ShardingError, iter_samples
+from pgnm.data.sources import records_from_folder, records_from_medmnist
+from pgnm.data.writer import write_dataset
 from pgnm.errors import DataError
 
 
@@ -82,14 +76,11 @@ def prepare_dataset(name: str, source: str, out: Path) -> Path:
         return src
     if (out / DATASET_FILE).is_file():
         return out
-    from data_tools import folder_to_wds, medmnist_to_wds
-    from data_tools.common import ShardingError, write_dataset
-
     try:
         if src.suffix == ".npz" and src.is_file():
-            records, classes, tool = *medmnist_to_wds.collect(src, None), "medmnist_to_wds"
+            records, classes, tool = *records_from_medmnist(src), "medmnist_to_wds"
         elif (src / "train").is_dir():
-            records, classes, tool = *folder_to_wds.collect(src), "folder_to_wds"
+            records, classes, tool = *records_from_folder(src), "folder_to_wds"
         else:
             raise ProtocolDataError(
                 f"fewshot.datasets.{name}={source}: not a .npz file, a folder with train/ "
@@ -102,9 +93,8 @@ def prepare_dataset(name: str, source: str, out: Path) -> Path:
 
 def train_labels(root: Path) -> tuple[dict[str, int], dict[str, str]]:
     """key -> label and key -> source of every training sample, from the manifest."""
-    with open(root / MANIFEST_FILE, newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["split"] == "train"]
-    return {r["key"]: int(r["label"]) for r in rows}, {r["key"]: r["source"] for r in rows}
+    rows = read_manifest(root, "train")
+    return {r.key: r.label for r in rows}, {r.key: r.source for r in rows}
 
 
 def check_splits(name: str, root: Path) -> None:
@@ -116,35 +106,16 @@ def check_splits(name: str, root: Path) -> None:
 
 def read_samples(root: Path, keys: set[str]) -> dict[str, tuple[np.ndarray, int, str]]:
     """key -> (pixels, label, source) for the wanted training samples, one pass over the tars."""
-    info, tars, _ = split_shards(root, "train")
-    ext = info.image_extension
-    found: dict[str, dict[str, bytes]] = defaultdict(dict)
-    for tar_path in tars:
-        with tarfile.open(tar_path) as tar:
-            for member in tar:
-                key, _, suffix = member.name.partition(".")
-                if key in keys and suffix in (ext, "cls", "json"):
-                    found[key][suffix] = tar.extractfile(member).read()  # type: ignore[union-attr]
+    found = {s.key: (s.pixels, s.label, s.source) for s in iter_samples(root, "train", keys)}
     missing = keys - set(found)
     if missing:
         raise ProtocolDataError(f"{root}: {len(missing)} sampled keys not in the train shards")
-    out = {}
-    for key, parts in found.items():
-        if info.image_format == "raw":
-            side = info.raw_size or 0
-            pixels = np.frombuffer(parts[ext], np.uint8).reshape(side, side)
-        else:
-            pixels = np.asarray(Image.open(io.BytesIO(parts[ext])))
-        source = json.loads(parts["json"]).get("source", key)
-        out[key] = (pixels, int(parts["cls"]), source)
-    return out
+    return found
 
 
 def write_subset(root: Path, out: Path, samples: Mapping[str, tuple[np.ndarray, int, str]],
                  keys: Sequence[str]) -> Path:
     """A shard directory: ``keys`` as its train split, links to ``root``'s val and test."""
-    from data_tools.common import Record, write_dataset
-
     if (out / DATASET_FILE).is_file():
         return out
     classes = load_classes(root)
@@ -162,6 +133,6 @@ def write_subset(root: Path, out: Path, samples: Mapping[str, tuple[np.ndarray, 
         if not link.exists():
             os.symlink(os.path.relpath((root / split).resolve(), staged.resolve()), link)
     text = info.model_copy(update={"splits": splits}).model_dump_json(indent=1)
-    (staged / DATASET_FILE).write_text(text)
-    os.replace(staged, out)
+    atomic_write(staged / DATASET_FILE, text)
+    os.replace(staged, out)  # a directory: atomic_path renames files only
     return out

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from pgnm.config import Config
+from pgnm.names import Tag
 from pgnm.tracking import declare_model_input
 from pgnm.tracking import tracking_uri as resolve_tracking_uri
 from pgnm.tracking.store import experiment_id, mlflow_client
@@ -41,20 +42,20 @@ class ProtocolTracker:
         def create(client) -> str:  # noqa: ANN001
             exp = experiment_id(client, self.config.tracking.experiment, self.store,
                                 self.config.run_dir)
-            all_tags = {**tags, **({"mlflow.parentRunId": parent} if parent else {})}
+            all_tags = {**tags, **({Tag.PARENT_RUN: parent} if parent else {})}
             return client.create_run(exp, run_name=name, tags=all_tags).info.run_id
 
         return self._call(f"create run {name}", create)
 
     def _inputs(self, run_id: str | None, inits) -> None:  # noqa: ANN001 - Resolved values
         for init in inits:
-            model_id = init.tags.get("pgnm.source_model_id")
+            model_id = init.tags.get(Tag.SOURCE_MODEL_ID)
             if run_id and model_id:
                 self._call("model input", lambda c, m=model_id: declare_model_input(
                     self.store, run_id, m))
 
     def start(self, params: dict, resolved: dict, datasets: dict) -> None:
-        tags = {"pgnm.stage": "fewshot", **{f"pgnm.fewshot.init.{n}": r.uri or "random"
+        tags = {Tag.STAGE: "fewshot", **{f"pgnm.fewshot.init.{n}": r.uri or "random"
                                             for n, r in resolved.items()},
                 **{f"pgnm.fewshot.dataset.{n}": d["source"] for n, d in datasets.items()}}
         self.parent_id = self._run(self.config.name, tags, self.config.tracking.parent_run_id)
@@ -69,8 +70,8 @@ class ProtocolTracker:
         self._inputs(self.parent_id, resolved.values())
 
     def child(self, init_name: str, dataset: str, init) -> str | None:  # noqa: ANN001
-        tags = {"pgnm.stage": "fewshot-pair", "pgnm.fewshot.init": init_name,
-                "pgnm.fewshot.dataset": dataset, **init.tags}
+        tags = {Tag.STAGE: "fewshot-pair", Tag.FEWSHOT_INIT: init_name,
+                Tag.FEWSHOT_DATASET: dataset, **init.tags}
         run_id = self._run(f"{init_name} / {dataset}", tags, self.parent_id)
         self._inputs(run_id, [init])
         return run_id

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from pgnm.errors import ConfigError
+from pgnm.names import Tag
 from pgnm.tracking.store import mlflow_client
 
 # The run parameters a reader of the chain wants to see, per stage (all are in MLflow anyway).
@@ -43,21 +44,21 @@ def lineage(uri: str, tracking_uri: str) -> list[dict]:
         chain.append(
             {
                 "model": f"models:/{version.name}/{version.version}",
-                "stage": version.tags.get("pgnm.stage", tags.get("pgnm.stage", "?")),
+                "stage": version.tags.get(Tag.STAGE, tags.get(Tag.STAGE, "?")),
                 "run_id": run.info.run_id,
                 "run_name": run.info.run_name,
                 "run_status": run.info.status,
-                "baseline": tags.get("pgnm.baseline") == "true",
-                "data_manifest": tags.get("pgnm.data.plan_hash"),
-                "data_samples": tags.get("pgnm.data.samples"),
-                "params": {k: params[k] for k in SHOWN_PARAMS.get(tags.get("pgnm.stage", ""), ())
+                "baseline": tags.get(Tag.BASELINE) == "true",
+                "data_manifest": tags.get(Tag.DATA_PLAN_HASH),
+                "data_samples": tags.get(Tag.DATA_SAMPLES),
+                "params": {k: params[k] for k in SHOWN_PARAMS.get(tags.get(Tag.STAGE, ""), ())
                            if k in params},
                 "data_root": params.get("data.root"),
                 "metrics": {k: run.data.metrics[k] for k in SHOWN_METRICS if k in run.data.metrics},
-                "source_model_uri": version.tags.get("pgnm.source_model_uri"),
+                "source_model_uri": version.tags.get(Tag.SOURCE_MODEL_URI),
                 # set when a Ray Tune search picked this model (pgnm/tune)
-                "search_run_id": version.tags.get("pgnm.tune.search_run_id"),
-                "search_trial": version.tags.get("pgnm.tune.trial_id"),
+                "search_run_id": version.tags.get(Tag.TUNE_SEARCH_RUN_ID),
+                "search_trial": version.tags.get(Tag.TUNE_TRIAL_ID),
             }
         )
         uri = chain[-1]["source_model_uri"] or ""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,15 +25,27 @@ from torch import nn
 
 from pgnm.config import Config
 from pgnm.errors import ConfigError
+from pgnm.names import Stage, Tag
 from pgnm.tracking.store import mlflow_client
 
 MODEL_FILE = "model.pt"
 
 
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A classifier in the MLflow model registry."""
+
+    model_uri: str  # models:/<name>/<version>
+    registered_model: str
+    version: str
+    alias_uri: str  # models:/<name>@<alias>, which follows the newest version
+    model_id: str | None  # MLflow 3's logged-model id (lineage edges point at it)
+
 def registered_name(config: Config, stage: str) -> str:
     if config.tracking.registered_model:
         return config.tracking.registered_model
-    if stage == "pretrain":
+    if stage == Stage.PRETRAIN:
         kind = "heated"
     else:  # baselines get their own name, so an alias never jumps between the two kinds
         kind = "finetuned" if config.model.init is not None else "baseline"
@@ -55,7 +68,7 @@ def log_classifier(
     config: Config,
     stage: str,
     tags: dict[str, str],
-) -> dict:
+) -> RegisteredModel:
     """Log, register and alias the classifier; returns its URIs and version."""
     import mlflow
     import mlflow.pytorch
@@ -71,7 +84,7 @@ def log_classifier(
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
             export,
-            name="heated" if stage == "pretrain" else "finetuned",
+            name="heated" if stage == Stage.PRETRAIN else "finetuned",
             input_example=example,
             extra_files=[str(model_file)],
             registered_model_name=name,
@@ -81,22 +94,18 @@ def log_classifier(
     client.set_registered_model_alias(name, config.tracking.alias, version)
     m = config.mask
     version_tags = {
-        "pgnm.stage": stage,
-        "pgnm.run_id": run_id,
-        "pgnm.arch": config.model.arch,
-        "pgnm.objective": config.objective.name if stage == "pretrain" else "ce",
-        "pgnm.mask": f"grid={m.grid},kernel={m.kernel_size},sigma={m.sigma}",
+        Tag.STAGE: stage,
+        Tag.RUN_ID: run_id,
+        Tag.ARCH: config.model.arch,
+        Tag.OBJECTIVE: config.objective.name if stage == Stage.PRETRAIN else "ce",
+        Tag.MASK: f"grid={m.grid},kernel={m.kernel_size},sigma={m.sigma}",
         **tags,
     }
     for key, value in version_tags.items():
         client.set_model_version_tag(name, version, key, str(value))
-    return {
-        "model_uri": f"models:/{name}/{version}",
-        "registered_model": name,
-        "version": version,
-        "alias_uri": f"models:/{name}@{config.tracking.alias}",
-        "model_id": info.model_id,
-    }
+    return RegisteredModel(model_uri=f"models:/{name}/{version}", registered_model=name,
+                           version=version, alias_uri=f"models:/{name}@{config.tracking.alias}",
+                           model_id=info.model_id)
 
 
 def resolve_init(
@@ -109,11 +118,11 @@ def resolve_init(
     under ``download_dir`` (the run's own directory; the system temp dir if not given).
     """
     if not uri.startswith(("models:/", "runs:/")):
-        return Path(uri), {"pgnm.source_model_uri": uri}
+        return Path(uri), {Tag.SOURCE_MODEL_URI: uri}
     import mlflow
 
     client = mlflow_client(tracking_uri)
-    tags = {"pgnm.source_model_uri": uri}
+    tags = {Tag.SOURCE_MODEL_URI: uri}
     named = re.match(r"models:/(?!m-)([^/@]+)(?:@(.+)|/(\d+))$", uri)
     if named:
         name, alias, number = named.groups()
@@ -124,15 +133,15 @@ def resolve_init(
         )
         tags.update(
             {
-                "pgnm.source_model_name": name,
-                "pgnm.source_model_version": version.version,
-                "pgnm.source_run_id": version.run_id or "",
+                Tag.SOURCE_MODEL_NAME: name,
+                Tag.SOURCE_MODEL_VERSION: version.version,
+                Tag.SOURCE_RUN_ID: version.run_id or "",
             }
         )
         if _model_id(version):
-            tags["pgnm.source_model_id"] = _model_id(version)
+            tags[Tag.SOURCE_MODEL_ID] = _model_id(version)
     elif uri.startswith("models:/m-"):
-        tags["pgnm.source_model_id"] = uri.split("/")[1]
+        tags[Tag.SOURCE_MODEL_ID] = uri.split("/")[1]
     # models:/ URIs are resolved through the registry URI, which does not follow tracking_uri.
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)

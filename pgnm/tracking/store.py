@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from pgnm.config import Config, TrackingConfig
+from pgnm.names import Tag
 from pgnm.tracking.tracker import _HTTP_DEFAULTS, Tracker
 
 
@@ -76,9 +77,9 @@ def open_run(
         else:
             exp = experiment_id(client, config.tracking.experiment, uri, config.run_dir)
             if config.tracking.parent_run_id:  # MLflow's own nesting tag: the UI shows a tree
-                tags = {**tags, "mlflow.parentRunId": config.tracking.parent_run_id}
+                tags = {**tags, Tag.PARENT_RUN: config.tracking.parent_run_id}
             run_id = client.create_run(
-                exp, run_name=config.name, tags={"pgnm.stage": stage, **tags}
+                exp, run_name=config.name, tags={Tag.STAGE: str(stage), **tags}
             ).info.run_id
     except Exception as err:  # the store is down or unreachable: train anyway
         warnings.warn(f"MLflow at {uri} is unreachable ({err}); logging offline", stacklevel=1)

@@ -5,7 +5,7 @@ stage 2 (``finetune``: the classifier alone from ``model.init``, or from scratch
 """
 
 from pgnm.errors import TrainingDiverged
+from pgnm.method.step import PGNMModel, StepOutput
 from pgnm.train.loop import fit
-from pgnm.train.model import PGNMModel, StepOutput
 
 __all__ = ["PGNMModel", "StepOutput", "TrainingDiverged", "fit"]

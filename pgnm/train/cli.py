@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pgnm.config import config_from_argv, with_overrides
+from pgnm.config import config_from_argv
 from pgnm.errors import reported_as_one_line
+from pgnm.names import Stage
 from pgnm.train.loop import fit
+from pgnm.train.result import FitResult
 
 
-def main(
-    stage: str, argv: Sequence[str] | None, description: str, overrides: dict | None = None
-) -> dict:
+def main(stage: Stage, argv: Sequence[str] | None, description: str) -> FitResult:
     config = config_from_argv(argv, description)
-    if overrides:
-        config = with_overrides(config, overrides, f"{stage} defaults")
-    with reported_as_one_line(stage):  # pgnm's own errors in one line; bugs keep tracebacks
+    with reported_as_one_line(stage.value):  # pgnm's own errors in one line; bugs keep tracebacks
         return fit(config, stage)

@@ -22,11 +22,10 @@ import torch
 from torch import Tensor
 
 from pgnm.errors import DataError
-from pgnm.mask.reference import build_mask
+from pgnm.method.step import PGNMModel, draw_mask
 from pgnm.seeds import derive, separate_stream
 from pgnm.train.distributed import World, gather_objects, stop_together
 from pgnm.train.metrics import classification_metrics
-from pgnm.train.model import PGNMModel
 from pgnm.viz import save_mask_gallery
 
 
@@ -95,10 +94,9 @@ def mask_gallery(
     was_training = model.training
     model.eval()
     with separate_stream(derive(seed), images.device):
-        values = model.sampler(model.policy(images)).values
+        values = draw_mask(model, images).values
     model.train(was_training)
-    m = model.mask_config
-    masks = build_mask(values, images.shape[-1], m.kernel_size, m.sigma)
+    masks = model.mask(torch.ones_like(images[:, :1]), values)
     return save_mask_gallery(
-        images.cpu(), masks.cpu(), (images * masks).cpu(), path, mean, std, title
+        images.cpu(), masks.cpu(), model.mask(images, values).cpu(), path, mean, std, title
     )

@@ -1,8 +1,9 @@
 """The training loop, shared by stage 1 (pretraining the heated model) and stage 2 (fine-tuning).
 
-The two stages differ only in their config: stage 1 has ``policy.enabled = true`` and trains
-policy and classifier through the PGNM objective; stage 2 has ``policy.enabled = false`` and a
-``model.init`` (or none, for the baseline) and trains the classifier on plain CE.
+Stage 1 (``Stage.PRETRAIN``) trains policy and classifier through the PGNM objective (or the
+classifier alone with ``policy.enabled = false``: the baseline); stage 2 (``Stage.FINETUNE``)
+trains the classifier on plain CE from ``model.init`` (or from scratch). ``fit`` owns what a
+stage implies: fine-tuning turns the policy off whatever the config says.
 
 Read ``fit`` first: prepare (checks, model, data, engine, resume), then epochs of
 ``train_epoch`` and ``end_epoch`` (evaluation, gallery, log, checkpoint), then ``finish``.
@@ -11,13 +12,11 @@ Read ``fit`` first: prepare (checks, model, data, engine, resume), then epochs o
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -25,7 +24,10 @@ from pgnm.config import Config, dump_config, flatten, with_overrides
 from pgnm.data import Loader, build_loader, to_device
 from pgnm.data.manifest import ClassInfo, load_classes, load_dataset_info
 from pgnm.errors import ConfigError, DataError, PgnmError
+from pgnm.method.step import PGNMModel, StepOutput
 from pgnm.models import load_backbone, read_weights
+from pgnm.names import Stage, Tag
+from pgnm.seeds import seed_training_stream, seed_weights
 from pgnm.tracking import Tracker, declare_model_input, log_classifier, open_run, resolve_init
 from pgnm.tracking import tracking_uri as resolve_tracking_uri
 from pgnm.train import checkpoint, outputs
@@ -41,7 +43,7 @@ from pgnm.train.distributed import (
 from pgnm.train.engine import build_engine, deepspeed_config, set_epoch_learning_rates
 from pgnm.train.evaluate import evaluate, mask_gallery
 from pgnm.train.health import Health, host_values
-from pgnm.train.model import PGNMModel, StepOutput
+from pgnm.train.result import FitResult
 
 SHOWN = ("train/loss", "train/ce", "plain/top1", "plain/f1_macro", "masked/top1", "train/img_s")
 
@@ -51,7 +53,7 @@ class Run:
     """Everything one training run holds on to between epochs."""
 
     config: Config
-    stage: str
+    stage: Stage
     world: World
     classes: list[ClassInfo]
     model: PGNMModel
@@ -87,9 +89,12 @@ class Run:
 EpochHook = Callable[["Run", int, dict], None]
 
 
-def fit(config: Config, stage: str, on_epoch: EpochHook | None = None) -> dict:
+def fit(config: Config, stage: Stage, on_epoch: EpochHook | None = None) -> FitResult:
     """Train one stage; ``on_epoch(run, epoch, record)`` runs on every rank after each epoch's
     evaluation and checkpoint (a search uses it to report to Ray Tune)."""
+    stage = Stage(stage)
+    if not stage.policy_allowed and config.policy.enabled:
+        config = with_overrides(config, {"policy.enabled": False}, f"stage {stage}")
     run = prepare(config, stage)
     try:
         for epoch in range(run.start_epoch, run.config.schedule.epochs):
@@ -122,23 +127,7 @@ def resolve_config(config: Config, classes: list[ClassInfo]) -> Config:
     return config
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def seed_weights(config: Config) -> None:
-    """The state every rank builds the same initial weights (and policy running state) from."""
-    _seed_everything(config.seed)
-
-
-def seed_training_stream(config: Config, rank: int) -> None:
-    """Each rank's own stream for masks and dropout, seeded once the engine is built."""
-    _seed_everything(config.seed + 1_000 * (rank + 1))
-
-
-def prepare(config: Config, stage: str) -> Run:
+def prepare(config: Config, stage: Stage) -> Run:
     world = setup(config.engine.device, config.engine.deterministic)
     if config.data.root is None:
         raise ConfigError("data.root is not set: point it at shards written by data_tools")
@@ -147,7 +136,7 @@ def prepare(config: Config, stage: str) -> Run:
 
     # The same seed on every rank for the weights (and the policy's running state), then a
     # per-rank stream for masks and dropout.
-    seed_weights(config)
+    seed_weights(config.seed)
     model = PGNMModel(config)
     store = resolve_tracking_uri(config.tracking, config.run_dir) if world.is_main else None
     store = gather_objects(store)[0]  # one store for every rank: rank 0's
@@ -161,7 +150,7 @@ def prepare(config: Config, stage: str) -> Run:
     train_loader = build_loader(config, "train", True, world.rank, world.world_size, device_id)
     val_loader = build_loader(config, "val", False, world.rank, world.world_size, device_id)
     engine, optimizer = build_engine(model, config, world.world_size)
-    seed_training_stream(config, world.rank)
+    seed_training_stream(config.seed, world.rank)
 
     # What must agree across ranks after every step (policy.share_running_state=false keeps
     # the official per-rank policy state; the REINFORCE baseline is always shared).
@@ -198,16 +187,16 @@ def prepare(config: Config, stage: str) -> Run:
     return run
 
 
-def _open_tracker(config: Config, stage: str, world: World, out_dir: Path,
+def _open_tracker(config: Config, stage: Stage, world: World, out_dir: Path,
                   resume_run_id: str | None, source_tags: dict[str, str]) -> Tracker:
     """Rank 0 opens (or resumes) the MLflow run and logs what defines it; others get a no-op."""
     if not world.is_main:  # learns the run id, logs nothing
         return Tracker(gather_objects(None)[0], None, out_dir, enabled=False)
     data = load_dataset_info(config.data.root)
-    baseline = stage == "finetune" and config.model.init is None
-    tags = {"pgnm.baseline": str(baseline).lower(), "pgnm.data.plan_hash": data.plan_hash,
-            "pgnm.data.samples": str(data.splits["train"].samples),
-            "pgnm.data.shards": str(sum(len(s.shards) for s in data.splits.values())),
+    baseline = stage == Stage.FINETUNE and config.model.init is None
+    tags = {Tag.BASELINE: str(baseline).lower(), Tag.DATA_PLAN_HASH: data.plan_hash,
+            Tag.DATA_SAMPLES: str(data.splits["train"].samples),
+            Tag.DATA_SHARDS: str(sum(len(s.shards) for s in data.splits.values())),
             **source_tags}
     tracker = open_run(config, stage, out_dir, resume_run_id, tags)
     gather_objects(tracker.run_id)
@@ -220,10 +209,10 @@ def _open_tracker(config: Config, stage: str, world: World, out_dir: Path,
             (out_dir / name).write_text(text)
             tracker.log_artifact(out_dir / name)
         tracker.log_artifact(Path(config.data.root) / "dataset.json", "data")
-        if tracker.run_id and source_tags.get("pgnm.source_model_id"):
+        if tracker.run_id and source_tags.get(Tag.SOURCE_MODEL_ID):
             try:
                 declare_model_input(tracker.tracking_uri, tracker.run_id,
-                                    source_tags["pgnm.source_model_id"])
+                                    source_tags[Tag.SOURCE_MODEL_ID])
             except Exception as err:  # lineage tags still record the edge
                 print(f"warning: could not declare the model input in MLflow: {err}")
     return tracker
@@ -370,37 +359,35 @@ def _rank_spread(tensors: list[torch.Tensor]) -> float:
     return float((gathered.max(dim=0).values - gathered.min(dim=0).values).max())
 
 
-def finish(run: Run) -> dict:
+def finish(run: Run) -> FitResult:
     config = run.config
-    summary = {
-        "stage": run.stage, "name": config.name, "global_step": run.global_step,
-        "train_img_s": run.images_seen / max(run.train_time, 1e-9),
-        "world_size": run.world.world_size, "final": run.last_eval, "out_dir": str(run.out_dir),
-        "running_state_rank_spread": _rank_spread(run.running_state),
-    }
-    if run.world.is_main:
-        keys = [c.key for c in run.classes]
-        model_file = outputs.save_model(run.model, config, keys, run.out_dir, run.stage)
-        summary["model"] = str(model_file)
-        curves = outputs.plot_curves(run.log.records(), run.out_dir / "curves.png",
-                                     f"{config.name} ({run.stage})")
-        summary["curves"] = str(curves) if curves else None
-        summary["mlflow_run_id"] = run.tracker.run_id
-        summary["tracking_uri"] = run.tracker.tracking_uri
-        if run.tracker.run_id is not None and config.tracking.log_model:
-            baseline = run.stage == "finetune" and config.model.init is None
-            tags = {"pgnm.baseline": str(baseline).lower(), **run.source_tags}
-            try:
-                summary["registered"] = log_classifier(
-                    run.tracker.tracking_uri, run.tracker.run_id, run.model.classifier,
-                    model_file, config, run.stage, tags)
-            except Exception as err:  # the store is down: the local model.pt is still there
-                print(f"warning: could not log or register the model in MLflow: {err}")
-        for path in (curves, outputs.write_summary(run.out_dir / "summary.json", summary)):
-            if path is not None:
-                run.tracker.log_artifact(path)
-        fallback = run.tracker.close("FINISHED")
-        if fallback is not None:
-            summary["mlflow_fallback"] = str(fallback)
-            outputs.write_summary(run.out_dir / "summary.json", summary)
-    return summary
+    result = FitResult(
+        stage=run.stage, name=config.name, global_step=run.global_step,
+        train_img_s=run.images_seen / max(run.train_time, 1e-9),
+        world_size=run.world.world_size, final=run.last_eval, out_dir=run.out_dir,
+        running_state_rank_spread=_rank_spread(run.running_state))
+    if not run.world.is_main:
+        return result
+    keys = [c.key for c in run.classes]
+    model_file = outputs.save_model(run.model, config, keys, run.out_dir, run.stage)
+    curves = outputs.plot_curves(run.log.records(), run.out_dir / "curves.png",
+                                 f"{config.name} ({run.stage})")
+    registered = None
+    if run.tracker.run_id is not None and config.tracking.log_model:
+        baseline = run.stage == Stage.FINETUNE and config.model.init is None
+        tags = {Tag.BASELINE: str(baseline).lower(), **run.source_tags}
+        try:
+            registered = log_classifier(run.tracker.tracking_uri, run.tracker.run_id,
+                                        run.model.classifier, model_file, config, run.stage, tags)
+        except Exception as err:  # the store is down: the local model.pt is still there
+            print(f"warning: could not log or register the model in MLflow: {err}")
+    result = replace(result, model=model_file, curves=curves, registered=registered,
+                     mlflow_run_id=run.tracker.run_id, tracking_uri=run.tracker.tracking_uri)
+    for path in (curves, result.write()):
+        if path is not None:
+            run.tracker.log_artifact(path)
+    fallback = run.tracker.close("FINISHED")
+    if fallback is not None:
+        result = replace(result, mlflow_fallback=Path(fallback))
+        result.write()
+    return result

@@ -10,7 +10,6 @@ and ``summary.json``. Every file is written to a temporary name and renamed.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -19,18 +18,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from pgnm.atomic import atomic_path, atomic_write  # noqa: E402
 from pgnm.config import Config, dump_config  # noqa: E402
+from pgnm.method.step import PGNMModel  # noqa: E402
 from pgnm.tracking import Tracker  # noqa: E402
-from pgnm.train.model import PGNMModel  # noqa: E402
 
 MODEL_FORMAT = "pgnm-classifier/1"
 
 
 def _atomic(path: Path, write) -> Path:  # noqa: ANN001 - a callable taking the temporary path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write(tmp)
     return path
 
 
@@ -40,7 +38,7 @@ def save_model(
     """The classifier as fine-tuning (or any timm user) needs it: rebuildable from the file."""
     payload = {
         "format": MODEL_FORMAT,
-        "stage": stage,
+        "stage": str(stage),  # a plain string: model files load weights-only
         "arch": config.model.arch,
         "num_classes": config.model.num_classes,
         "classes": classes,
@@ -122,5 +120,5 @@ def plot_curves(records: list[dict], path: Path, title: str) -> Path | None:
     return written
 
 
-def write_summary(path: Path, summary: dict) -> Path:
-    return _atomic(path, lambda tmp: tmp.write_text(json.dumps(summary, indent=1)))
+def write_json(path: Path, data: dict) -> Path:
+    return atomic_write(path, json.dumps(data, indent=1))

@@ -15,22 +15,16 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from pgnm.atomic import atomic_path, atomic_write
 from pgnm.config import Config, dump_config, with_overrides
+from pgnm.names import Tag
 from pgnm.tracking.store import mlflow_client
-from pgnm.train.outputs import write_summary as _write_json
+from pgnm.train.outputs import write_json
 from pgnm.tune import runs
 from pgnm.tune.trial import SCORE
-
-
-def _atomic_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 def _rows(config: Config, grid, keys: list[str]) -> list[dict[str, Any]]:  # noqa: ANN001
@@ -117,10 +111,9 @@ def _plot(config: Config, rows: list[dict], keys: list[str], path: Path) -> Path
     fig.suptitle(f"{config.name}: score vs. searched keys (hollow red: stopped early)",
                  fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.partial")
-    fig.savefig(tmp, dpi=80, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -134,8 +127,8 @@ def write_outputs(config: Config, grid, out_dir: Path, keys: list[str]) -> dict:
     rows = _rows(config, grid, keys)
     best = _best(config, rows)
     csv_text, markdown = _table(config, rows, keys)
-    _atomic_text(out_dir / "trials.csv", csv_text)
-    _atomic_text(out_dir / "trials.md", markdown)
+    atomic_write(out_dir / "trials.csv", csv_text)
+    atomic_write(out_dir / "trials.md", markdown)
     plot = _plot(config, rows, keys, out_dir / "search.png")
     summary: dict[str, Any] = {
         "name": config.name, "metric": config.tune.metric, "mode": config.tune.mode,
@@ -146,7 +139,7 @@ def write_outputs(config: Config, grid, out_dir: Path, keys: list[str]) -> dict:
         header = (f"# Best trial {best['trial']} of search '{config.name}': "
                   f"{config.tune.metric} = {best[config.tune.metric]}\n"
                   f"# Train it with: python launch/pretrain.py --config <this file>\n")
-        path = _atomic_text(out_dir / "best.yaml", header + dump_config(best_config(config, best)))
+        path = atomic_write(out_dir / "best.yaml", header + dump_config(best_config(config, best)))
         metrics = best["_metrics"]
         summary["best"] = {"trial": best["trial"], "config": str(path), "score": best["score"],
                            config.tune.metric: best[config.tune.metric],
@@ -158,7 +151,7 @@ def write_outputs(config: Config, grid, out_dir: Path, keys: list[str]) -> dict:
 
 
 def write_summary(out_dir: Path, summary: dict) -> Path:
-    return _write_json(out_dir / "search.json", summary)
+    return write_json(out_dir / "search.json", summary)
 
 
 def register_best(config: Config, summary: dict, uri: str, search_run_id: str) -> dict | None:
@@ -168,8 +161,8 @@ def register_best(config: Config, summary: dict, uri: str, search_run_id: str) -
         return None
     arch = best["params"].get("model.arch") or config.model.arch
     name = config.tracking.registered_model or f"pgnm-heated-{arch}"
-    tags = {"pgnm.tune.search_run_id": search_run_id, "pgnm.tune.trial_id": best["trial"],
-            "pgnm.tune.metric": config.tune.metric, "pgnm.tune.score": str(best["score"])}
+    tags = {Tag.TUNE_SEARCH_RUN_ID: search_run_id, Tag.TUNE_TRIAL_ID: best["trial"],
+            Tag.TUNE_METRIC: config.tune.metric, Tag.TUNE_SCORE: str(best["score"])}
     return runs.register_best(uri, name, config.tracking.alias, best["heated_model_id"],
                               best["heated_run_id"], tags)
 
@@ -181,9 +174,9 @@ def log_to_search_run(uri: str, run_id: str, out_dir: Path, summary: dict) -> No
         if (out_dir / name).exists():
             client.log_artifact(run_id, str(out_dir / name))
     if summary.get("best"):
-        client.set_tag(run_id, "pgnm.tune.best_trial", summary["best"]["trial"])
+        client.set_tag(run_id, Tag.TUNE_BEST_TRIAL, summary["best"]["trial"])
         if summary.get("registered"):
-            client.set_tag(run_id, "pgnm.tune.best_model_uri", summary["registered"]["model_uri"])
+            client.set_tag(run_id, Tag.TUNE_BEST_MODEL_URI, summary["registered"]["model_uri"])
         value = summary["best"].get(summary["metric"])
         if isinstance(value, int | float):
             client.log_metric(run_id, f"best/{summary['metric']}", float(value))

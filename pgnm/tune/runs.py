@@ -18,11 +18,13 @@ from typing import Any
 
 from ray import tune
 
+from pgnm.names import Tag
 from pgnm.tracking.store import experiment_id, mlflow_client
 
-STAGE_TAG = "pgnm.stage"
-TRIAL_TAG = "pgnm.tune.trial_id"
-PARENT_TAG = "mlflow.parentRunId"
+
+def _trial_filter(trial_id: str, search_run_id: str) -> str:
+    return (f"tags.`{Tag.TUNE_TRIAL_ID}` = '{trial_id}' "
+            f"and tags.`{Tag.PARENT_RUN}` = '{search_run_id}'")
 
 
 def open_search_run(uri: str, experiment: str, run_dir: str, name: str,
@@ -30,7 +32,7 @@ def open_search_run(uri: str, experiment: str, run_dir: str, name: str,
     """Create the experiment (in the driver, before trials race to) and the search run."""
     client = mlflow_client(uri)
     exp = experiment_id(client, experiment, uri, run_dir)
-    run_id = client.create_run(exp, run_name=name, tags={STAGE_TAG: "search"}).info.run_id
+    run_id = client.create_run(exp, run_name=name, tags={Tag.STAGE: "search"}).info.run_id
     for key, value in params.items():
         client.log_param(run_id, key, str(value)[:6000])
     return exp, run_id
@@ -40,17 +42,15 @@ def open_trial_run(uri: str, exp: str, search_run_id: str, trial_id: str,
                    params: dict[str, Any]) -> tuple[str, bool]:
     """The trial's run, and whether it existed: a crashed trial's retry finds it again."""
     client = mlflow_client(uri)
-    found = client.search_runs(
-        [exp], f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{search_run_id}'"
-    )
+    found = client.search_runs([exp], _trial_filter(trial_id, search_run_id))
     if found:
         run_id = found[0].info.run_id
         client.update_run(run_id, status="RUNNING")
-        client.set_tag(run_id, "pgnm.tune.retried", "true")
+        client.set_tag(run_id, Tag.TUNE_RETRIED, "true")
         return run_id, True
     run = client.create_run(exp, run_name=f"trial-{trial_id}",
-                            tags={STAGE_TAG: "trial", TRIAL_TAG: trial_id,
-                                  PARENT_TAG: search_run_id})
+                            tags={Tag.STAGE: "trial", Tag.TUNE_TRIAL_ID: trial_id,
+                                  Tag.PARENT_RUN: search_run_id})
     for key, value in params.items():
         client.log_param(run.info.run_id, key, str(value))
     return run.info.run_id, False
@@ -68,22 +68,20 @@ def end_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
 
 
 def _children(client, exp: str, run_id: str) -> list:  # noqa: ANN001
-    return client.search_runs([exp], f"tags.`{PARENT_TAG}` = '{run_id}'")
+    return client.search_runs([exp], f"tags.`{Tag.PARENT_RUN}` = '{run_id}'")
 
 
 def close_trial(uri: str, exp: str, search_run_id: str, trial_id: str, status: str) -> None:
     """End a trial's runs that are still open; ``status`` is the trial run's end state."""
     client = mlflow_client(uri)
-    trials = client.search_runs(
-        [exp], f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{search_run_id}'"
-    )
+    trials = client.search_runs([exp], _trial_filter(trial_id, search_run_id))
     for trial in trials:
         for stage_run in _children(client, exp, trial.info.run_id):
             if stage_run.info.status == "RUNNING":  # its process was stopped mid-stage
                 client.set_terminated(stage_run.info.run_id, "KILLED")
         if trial.info.status == "RUNNING":
             if status == "FINISHED":
-                client.set_tag(trial.info.run_id, "pgnm.tune.stopped_early", "true")
+                client.set_tag(trial.info.run_id, Tag.TUNE_STOPPED_EARLY, "true")
             client.set_terminated(trial.info.run_id, status)
 
 
@@ -123,7 +121,7 @@ def register_best(uri: str, name: str, alias: str, model_id: str, source_run_id:
     model = client.get_logged_model(model_id)
     version = client.create_model_version(
         name, source=model.model_uri, run_id=source_run_id, model_id=model_id,
-        tags={STAGE_TAG: "pretrain", "pgnm.run_id": source_run_id, **tags},
+        tags={Tag.STAGE: "pretrain", Tag.RUN_ID: source_run_id, **tags},
     )
     client.set_registered_model_alias(name, alias, version.version)
     return {"model_uri": f"models:/{name}/{version.version}", "registered_model": name,

@@ -22,6 +22,7 @@ from typing import Any
 
 from pgnm.config import Config, ConfigError, dump_config, flatten, with_overrides
 from pgnm.data.manifest import ManifestError, load_classes
+from pgnm.names import Stage
 from pgnm.tracking.store import tracking_uri as resolve_tracking_uri
 from pgnm.tune import outputs, runs
 from pgnm.tune.space import searched_keys, to_param_space, validate_space
@@ -39,7 +40,7 @@ def check(config: Config) -> None:
     if stage not in ("pretrain", "finetune") or name not in metric_names():
         raise ConfigError(f"tune.metric={tune.metric!r}: expected pretrain/<name> or "
                           f"finetune/<name> with <name> one of {metric_names()}")
-    if stage == "finetune" and tune.finetune_epochs == 0:
+    if stage == Stage.FINETUNE and tune.finetune_epochs == 0:
         raise ConfigError(f"tune.metric={tune.metric!r} needs tune.finetune_epochs > 0")
     if tune.searcher == "optuna" and any(
         isinstance(s, dict) and "grid" in s for s in tune.search_space.values()

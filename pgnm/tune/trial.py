@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from pgnm.config import Config, TuneConfig, with_overrides
+from pgnm.names import Metric, Stage
 from pgnm.train import fit
 from pgnm.train.checkpoint import resolve_resume
 from pgnm.train.distributed import gather_objects, setup
+from pgnm.train.result import FitResult
 from pgnm.tune import runs
 
 STATE_FILE = "trial.json"
@@ -48,7 +50,7 @@ class SearchContext:
 class TrialState:
     """Where a trial stands; saved in each Tune checkpoint as ``trial.json``."""
 
-    stage: str = "pretrain"
+    stage: str = Stage.PRETRAIN.value  # as trial.json stores it
     checkpoint: str | None = None  # the trainer checkpoint folder inside the Tune checkpoint
     heated: str | None = None  # stage 1's model: registry URI or model.pt path
     heated_model_id: str | None = None
@@ -58,26 +60,27 @@ class TrialState:
 
 # What a trial reports per stage, as <stage>/<name>: enough to rank and read, not every metric
 # (Tune prints a column per reported key).
-REPORTED = {"f1_macro": "val_macro_f1", "top1": "val_top1",
-            "balanced_accuracy": "val_balanced_accuracy", "auroc_macro_ovr": "val_auroc"}
+REPORTED = Metric.REPORTED
 
 
 def metric_names() -> list[str]:
     """Names a trial reports for each stage (``<stage>/<name>``)."""
-    return sorted([*REPORTED.values(), "train_loss"])
+    return sorted([*REPORTED.values(), Metric.REPORTED_TRAIN_LOSS])
 
 
-def stage_metrics(stage: str, record: dict[str, Any]) -> dict[str, float]:
-    out = {f"{stage}/{name}": record[f"plain/{key}"] for key, name in REPORTED.items()
-           if f"plain/{key}" in record}
-    out[f"{stage}/train_loss"] = record["train/loss"]
+def stage_metrics(stage: Stage, record: dict[str, Any]) -> dict[str, float]:
+    """An epoch record as a trial reports it: ``<stage>/val_macro_f1`` and the like."""
+    prefix = Stage(stage).value
+    plain = {name: Metric.evaluated(Metric.PLAIN, key) for key, name in REPORTED.items()}
+    out = {f"{prefix}/{name}": record[key] for name, key in plain.items() if key in record}
+    out[f"{prefix}/{Metric.REPORTED_TRAIN_LOSS}"] = record[Metric.TRAIN_LOSS]
     return out
 
 
 def score(metric: str, metrics: dict[str, float]) -> float | None:
     if metric in metrics:
         return metrics[metric]
-    counterpart = "pretrain/" + metric.split("/", 1)[1]
+    counterpart = f"{Stage.PRETRAIN.value}/" + metric.split("/", 1)[1]
     return metrics.get(counterpart)
 
 
@@ -154,19 +157,20 @@ class TrialRunner:
         self.run_id, existed = gather_objects((self.run_id, existed))[0]
         self.retried = self.retried or existed  # also a crash before the first checkpoint
         first, second = stage_configs(ctx, self.params, self.trial_id, self.run_id, self.state)
-        summary: dict = {}
-        if self.state.stage == "pretrain":
-            summary = self._stage(first, "pretrain", last=second is None)
-            registered = summary.get("registered") or {}
-            heated = registered.get("model_uri") or summary.get("model")
-            self.state = TrialState("finetune", None, *gather_objects(
-                (heated, registered.get("model_id"), summary.get("mlflow_run_id")))[0])
+        result: FitResult | None = None
+        if self.state.stage == Stage.PRETRAIN:
+            result = self._stage(first, Stage.PRETRAIN, last=second is None)
+            registered = result.registered
+            heated = registered.model_uri if registered else (result.model and str(result.model))
+            self.state = TrialState(Stage.FINETUNE.value, None, *gather_objects(
+                (heated, registered and registered.model_id, result.mlflow_run_id))[0])
         if second is not None:
             _, second = stage_configs(ctx, self.params, self.trial_id, self.run_id, self.state)
-            summary = self._stage(second, "finetune", last=True)
-        self._final(summary)
+            result = self._stage(second, Stage.FINETUNE, last=True)
+        assert result is not None, f"trial {self.trial_id}: no stage ran"
+        self._final(result)
 
-    def _stage(self, config: Config, stage: str, last: bool) -> dict:
+    def _stage(self, config: Config, stage: Stage, last: bool) -> FitResult:
         if self.state.checkpoint:  # resuming this stage after a retry
             config = with_overrides(config, {"engine.resume": self.state.checkpoint}, "retry")
         epochs = config.schedule.epochs
@@ -177,17 +181,15 @@ class TrialRunner:
                 return  # the final result is reported after the model is logged (_final)
             self._report(stage, record, run.out_dir / "checkpoints")
 
-        summary = fit(config, stage, on_epoch=on_epoch)
-        summary["stage"] = stage
-        return summary
+        return fit(config, stage, on_epoch=on_epoch)
 
-    def _metrics(self, stage: str, record: dict) -> dict[str, Any]:
-        metrics: dict[str, Any] = {**stage_metrics(stage, record), "stage": stage,
+    def _metrics(self, stage: Stage, record: dict) -> dict[str, Any]:
+        metrics: dict[str, Any] = {**stage_metrics(stage, record), "stage": stage.value,
                                    "retried": int(self.retried)}
         metrics[SCORE] = score(self.metric, metrics)
         return metrics
 
-    def _report(self, stage: str, record: dict, checkpoints: Path) -> None:
+    def _report(self, stage: Stage, record: dict, checkpoints: Path) -> None:
         self.iteration += 1
         metrics = self._metrics(stage, record)
         if not self.is_main:
@@ -197,20 +199,21 @@ class TrialRunner:
             runs.log_metrics(self.context.tracking_uri, self.run_id, metrics, self.iteration)
         latest = resolve_resume("auto", checkpoints)
         with tempfile.TemporaryDirectory(prefix=".report-", dir=self.trial_dir) as tmp:
-            state = TrialState(**{**asdict(self.state), "stage": stage, "checkpoint": None})
+            state = TrialState(**{**asdict(self.state), "stage": stage.value,
+                                  "checkpoint": None})
             if latest is not None:
                 shutil.copytree(latest, Path(tmp) / latest.name)
                 state.checkpoint = latest.name
             (Path(tmp) / STATE_FILE).write_text(json.dumps(asdict(state)))
             self.report(metrics, checkpoint=self.make_checkpoint(tmp))
 
-    def _final(self, summary: dict) -> None:
+    def _final(self, result: FitResult) -> None:
         """Close the trial run, then the last report: ASHA may stop the trial right there."""
-        # A retry that resumed at the end of its stage ran no epoch here: the summary's
+        # A retry that resumed at the end of its stage ran no epoch here: the result's
         # final evaluation stands in for the last epoch's record.
-        record = self.last_record or {**summary["final"], "train/loss": float("nan")}
-        metrics = self._metrics(summary["stage"], record)
-        metrics.update(done_stages=2 if summary["stage"] == "finetune" else 1,
+        record = self.last_record or {**result.final, Metric.TRAIN_LOSS: float("nan")}
+        metrics = self._metrics(result.stage, record)
+        metrics.update(done_stages=2 if result.stage == Stage.FINETUNE else 1,
                        heated_model_id=self.state.heated_model_id or "",
                        heated_run_id=self.state.heated_run_id or "",
                        heated=self.state.heated or "")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_tools.common import write_dali_index
 from pgnm.data import DaliLoader, WebDatasetLoader
 from pgnm.data.manifest import DatasetInfo, ShardInfo, SplitInfo
+from pgnm.data.shards import write_dali_index
 from pgnm.data.spec import AugmentSpec, DataError
 
 SPEC = AugmentSpec(image_size=8, eval_resize=8)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from data_tools.common import Record, write_dataset
 from pgnm.config import load_config
 from pgnm.data import DaliLoader, WebDatasetLoader, build_loader, choose_loader
 from pgnm.data.manifest import ClassInfo
+from pgnm.data.shards import Record
 from pgnm.data.spec import AugmentSpec, DataError, rank_range
+from pgnm.data.writer import write_dataset
 
 SPEC = AugmentSpec(image_size=16, eval_resize=20)
 N_TRAIN, N_VAL = 23, 11  # uneven on purpose: 23 samples over 2 ranks, shards of 5

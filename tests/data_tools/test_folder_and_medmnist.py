@@ -1,3 +1,5 @@
+"""The folder and MedMNIST converters end to end (their readers: tests/data/test_sources.py)."""
+
 from __future__ import annotations
 
 import io
@@ -8,7 +10,6 @@ from PIL import Image
 from webdataset import WebDataset
 
 from data_tools import folder_to_wds, medmnist_to_wds
-from data_tools.common import ShardingError
 from data_tools.verify import verify
 from pgnm.data.manifest import load_classes, load_dataset_info
 
@@ -34,19 +35,6 @@ def test_folder_with_splits(tmp_path):
     info = load_dataset_info(out)
     assert (info.splits["train"].samples, info.splits["test"].samples) == (8, 4)
     assert verify(out)["ok"]
-
-
-def test_flat_folder_becomes_train_and_non_images_are_named(tmp_path):
-    save(tmp_path / "src" / "benign" / "a.png", np.zeros((8, 8), np.uint8))
-    save(tmp_path / "src" / "malignant" / "b.png", np.ones((8, 8), np.uint8))
-    records, classes = folder_to_wds.collect(tmp_path / "src")
-    assert {r.split for r in records} == {"train"} and [c.key for c in classes] == [
-        "benign",
-        "malignant",
-    ]
-    (tmp_path / "src" / "benign" / "notes.txt").write_text("x")
-    with pytest.raises(ShardingError, match="notes.txt: not an image file"):
-        folder_to_wds.collect(tmp_path / "src")
 
 
 def write_npz(path, sizes=(6, 2, 3), side=28, channels=None, labels_shape=None):
@@ -87,19 +75,3 @@ def test_medmnist_npz_round_trip(tmp_path, channels):
         assert np.array_equal(image, arrays["train_images"][i])
         assert label == arrays["train_labels"][i, 0]
     assert verify(out)["ok"]
-
-
-def test_medmnist_refuses_multilabel_and_missing_keys(tmp_path):
-    write_npz(tmp_path / "chest.npz", labels_shape=None)
-    arrays = dict(np.load(tmp_path / "chest.npz"))
-    arrays["train_labels"] = np.zeros((6, 14), np.int64)
-    np.savez(tmp_path / "chest.npz", **arrays)
-    with pytest.raises(ShardingError, match="train_labels has shape \\(6, 14\\)"):
-        medmnist_to_wds.collect(tmp_path / "chest.npz", None)
-    del arrays["val_images"]
-    np.savez(tmp_path / "broken.npz", **arrays)
-    with pytest.raises(ShardingError, match="broken.npz: missing key\\(s\\) val_images"):
-        medmnist_to_wds.collect(tmp_path / "broken.npz", None)
-    (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(ShardingError, match="junk.npz: not a readable .npz"):
-        medmnist_to_wds.collect(tmp_path / "junk.npz", None)

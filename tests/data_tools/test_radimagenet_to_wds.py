@@ -10,38 +10,11 @@ import pytest
 from PIL import Image
 from webdataset import WebDataset
 
-from data_tools.common import Encoding, ShardingError
-from data_tools.radimagenet_to_wds import class_key, collect, main
+from data_tools.radimagenet_to_wds import main
 from data_tools.verify import verify
 from pgnm.data.manifest import load_classes, load_dataset_info
-
-
-@pytest.mark.parametrize(
-    ("filename", "key"),
-    [
-        ("radiology_ai/CT/lung/Nodule/lung009382.png", "CT__lung__Nodule"),
-        ("radiology_ai/MR/af/ca++_tendinosis/foot000001.png", "MR__af__ca++_tendinosis"),
-        ("radiology_ai/MR/af/achilles_pathology_/ankle000002.png", "MR__af__achilles_pathology_"),
-        ("radiology_ai/CT/lung/Airspace_opacity/x.png", "CT__lung__Airspace_opacity"),
-        ("radiology_ai/US/thyroid/usn418235.png", "US__thyroid"),
-    ],
-)
-def test_class_key_comes_from_the_path_untouched(filename, key):
-    assert class_key(filename)[0] == key
-
-
-@pytest.mark.parametrize(
-    "filename",
-    [
-        "CT/lung/Nodule/x.png",
-        "radiology_ai/XR/chest/x.png",
-        "radiology_ai/US/thyroid/a/x.png",
-        "radiology_ai/CT/lung/x.png",
-    ],
-)
-def test_other_path_shapes_are_refused(filename):
-    with pytest.raises(ValueError, match="expected|paths are"):
-        class_key(filename)
+from pgnm.data.shards import ShardingError
+from pgnm.data.sources import records_from_radimagenet
 
 
 def shard(src, out, *args):
@@ -169,7 +142,7 @@ def test_bad_rows_and_files_are_named(raw_release, tmp_path, capsys):
     assert "RadiologyAI_val.csv:7" in err and "file not found" in err and "Traceback" not in err
     (src / "RadiologyAI_val.csv").write_text("path,label\n")
     with pytest.raises(ShardingError, match="RadiologyAI_val.csv: expected a header"):
-        collect(src)
+        records_from_radimagenet(src)
 
 
 def test_an_undecodable_image_is_named(raw_release, tmp_path, capsys):
@@ -181,7 +154,3 @@ def test_an_undecodable_image_is_named(raw_release, tmp_path, capsys):
         "radiology_ai/CT/lung/Nodule/img000000.png: not a decodable image"
         in capsys.readouterr().err
     )
-
-
-def test_encoding_is_recorded():
-    assert Encoding().image_format == "png"

@@ -6,8 +6,10 @@ import sys
 import pytest
 import torch
 
-import pgnm.mask as mask
+import pgnm.kernels as kernels
 from pgnm.config import load_config
+from pgnm.kernels import fused
+from pgnm.method.mask import apply_mask
 
 
 def _inputs():
@@ -17,36 +19,36 @@ def _inputs():
 def test_auto_is_the_default_and_picks_fused_on_cpu():
     images, values = _inputs()
     assert load_config().mask.kernel == "auto"
-    assert mask.resolve_kernel("auto", images, values) == "fused"
-    assert torch.equal(mask.apply_mask(images, values), mask.fused.apply_mask(images, values))
+    assert kernels.resolve_kernel("auto", images, values) == "fused"
+    assert torch.equal(apply_mask(images, values), fused.apply_mask(images, values))
 
 
 def test_every_kernel_agrees_with_the_reference():
     images, values = _inputs()
-    expected = mask.apply_mask(images, values, 5, 2.0, kernel="reference")
+    expected = apply_mask(images, values, 5, 2.0, kernel="reference")
     for kernel in ("fused", "auto"):
-        ours = mask.apply_mask(images, values, 5, 2.0, kernel=kernel)
+        ours = apply_mask(images, values, 5, 2.0, kernel=kernel)
         torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
 
 
 def test_triton_on_cpu_without_the_interpreter_is_refused(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(ValueError, match="mask.kernel='triton'"):
-        mask.apply_mask(*_inputs(), kernel="triton")
+        apply_mask(*_inputs(), kernel="triton")
 
 
 def test_without_triton_installed(monkeypatch):
     monkeypatch.setitem(sys.modules, "triton", None)  # makes `import triton` fail
-    assert not mask.triton_available()
-    assert mask.resolve_kernel("auto", torch.empty(1, 3, 8, 8)) == "fused"
+    assert not kernels.triton_available()
+    assert kernels.resolve_kernel("auto", torch.empty(1, 3, 8, 8)) == "fused"
     with pytest.raises(ValueError, match="mask.kernel='triton' needs the triton package"):
-        mask.apply_mask(*_inputs(), kernel="triton")
+        apply_mask(*_inputs(), kernel="triton")
 
 
 def test_the_package_works_where_triton_cannot_be_imported():
     code = (
         "import sys; sys.modules['triton'] = None\n"  # as if triton were not installed
-        "import torch, pgnm.mask as m\n"
+        "import torch, pgnm.method.mask as m\n"
         "print(m.apply_mask(torch.rand(1, 3, 16, 16), torch.rand(1, 16), 3, 1.0).shape)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -56,7 +58,7 @@ def test_the_package_works_where_triton_cannot_be_imported():
 
 def test_unknown_kernel_lists_the_choices():
     with pytest.raises(ValueError, match="mask.kernel='cuda-magic' is not available.*'fused'"):
-        mask.apply_mask(*_inputs(), kernel="cuda-magic")
+        apply_mask(*_inputs(), kernel="cuda-magic")
 
 
 def test_config_rejects_unknown_kernels():
@@ -74,14 +76,14 @@ def _interpreted_kernel_module():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRITON_INTERPRET", "1")
-        name = "pgnm.mask.triton_kernel"
+        name = "pgnm.kernels.triton_kernel"
         module = importlib.reload(sys.modules[name]) if name in sys.modules \
             else importlib.import_module(name)
     return module
 
 
 def test_a_kernel_that_works_is_checked_once_and_then_used(recwarn):
-    from pgnm.mask import FirstUseCheck, fused
+    from pgnm.kernels.safety import FirstUseCheck
 
     kernel = _interpreted_kernel_module()
     calls = []
@@ -104,7 +106,7 @@ def test_a_kernel_that_fails_to_compile_falls_back_with_one_warning():
     triton = pytest.importorskip("triton")
     import triton.language as tl
 
-    from pgnm.mask import FirstUseCheck, fused
+    from pgnm.kernels.safety import FirstUseCheck
 
     @triton.jit
     def broken(pointer):  # a name triton.language does not have: fails when compiled

@@ -5,7 +5,8 @@ import itertools
 import pytest
 import torch
 
-from pgnm.mask import fused, reference
+from pgnm.kernels import fused
+from pgnm.method import mask as reference
 
 # Every (G, S, kernel, sigma) of the grid that reflect padding allows: G = S, G < S
 # dividing and not dividing it (7 -> 32, 64 -> 224), and G > S (nearest downsampling).
@@ -31,7 +32,7 @@ def test_fp32_equals_the_reference_on_the_whole_grid(size):
             continue
         images, values = _inputs(2 if size < 224 else 1, grid, size)
         ours = fused.apply_mask(images, values, kernel, sigma)
-        expected = reference.apply_mask(images, values, kernel, sigma)
+        expected = reference.reference_apply(images, values, kernel, sigma)
         worst = max(worst, (ours - expected).abs().max().item())
     assert worst <= 1e-5
 
@@ -55,7 +56,7 @@ def test_other_dtypes_match_the_fp32_reference(dtype, tolerance):
     ours = fused.apply_mask(images, values.to(dtype) if dtype == torch.float64 else values)
     assert ours.dtype == dtype
     # Against the exact answer on the same (rounded) pixels, relative to each pixel's size.
-    expected = reference.apply_mask(images.double(), values.double())
+    expected = reference.reference_apply(images.double(), values.double())
     error = (ours.double() - expected).abs() / expected.abs().clamp_min(1.0)
     assert error.max().item() <= tolerance
 
@@ -63,9 +64,9 @@ def test_other_dtypes_match_the_fp32_reference(dtype, tolerance):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_low_precision_is_no_worse_than_the_reference(dtype):
     images, values = _inputs(2, 8, 32)
-    exact = reference.apply_mask(images.to(dtype).double(), values.double())
+    exact = reference.reference_apply(images.to(dtype).double(), values.double())
     ours = (fused.apply_mask(images.to(dtype), values).double() - exact).abs().mean()
-    theirs = (reference.apply_mask(images.to(dtype), values).double() - exact).abs().mean()
+    theirs = (reference.reference_apply(images.to(dtype), values).double() - exact).abs().mean()
     assert ours <= theirs
 
 
@@ -78,14 +79,15 @@ def test_channels_last_in_channels_last_out(dtype):
     expected = fused.apply_mask(images.contiguous(), values, 13, 6.0)
     assert torch.equal(ours, expected)
     torch.testing.assert_close(
-        ours.float(), reference.apply_mask(images.float(), values), atol=3e-2, rtol=1e-2
+        ours.float(), reference.reference_apply(images.float(), values), atol=3e-2, rtol=1e-2
     )
 
 
 def test_batches_larger_than_one_chunk_and_odd_channel_counts():
     images, values = _inputs(13, 64, 224, channels=1)  # 13 images: several cache-sized chunks
     torch.testing.assert_close(
-        fused.apply_mask(images, values), reference.apply_mask(images, values), atol=1e-5, rtol=0
+        fused.apply_mask(images, values), reference.reference_apply(images, values),
+        atol=1e-5, rtol=0,
     )
 
 
@@ -94,7 +96,7 @@ def test_non_contiguous_inputs():
     values = torch.rand(3, 2 * 64)[:, ::2]  # strided cell values
     torch.testing.assert_close(
         fused.apply_mask(images, values, 5, 2.0),
-        reference.apply_mask(images, values, 5, 2.0),
+        reference.reference_apply(images, values, 5, 2.0),
         atol=1e-5,
         rtol=0,
     )
@@ -108,7 +110,7 @@ def test_empty_batch():
 def test_gradients_match_the_reference():
     images, values = _inputs(2, 8, 32)
     grads = []
-    for implementation in (fused.apply_mask, reference.apply_mask):
+    for implementation in (fused.apply_mask, reference.reference_apply):
         x = images.clone().requires_grad_()
         v = values.clone().requires_grad_()
         (implementation(x, v, 5, 2.0) * torch.linspace(-1, 1, 32)).sum().backward()

@@ -5,14 +5,14 @@ import itertools
 import pytest
 import torch
 
-from pgnm.mask.operator import (
+from pgnm.kernels.operator import (
     axis_operator,
     banded_operator,
     check_inputs,
     check_settings,
     row_extents,
 )
-from pgnm.mask.reference import build_mask
+from pgnm.method.mask import build_mask
 
 SETTINGS = [
     (grid, size, kernel, sigma)

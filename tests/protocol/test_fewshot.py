@@ -49,7 +49,7 @@ def protocol(tiny_shards, tmp_path_factory):
     path = tmp / "tiny.yaml"
     path.write_text(yaml.safe_dump(tree))
     config = load_config(path)
-    return config, run_protocol(config), tmp
+    return config, run_protocol(config).report, tmp  # report: what fewshot.json holds
 
 
 def test_results_record_every_trial_and_its_draw(protocol):
@@ -128,7 +128,7 @@ def test_mlflow_parent_children_and_lineage(protocol):
 
 def test_rerun_skips_what_is_done(protocol):
     config, result, _ = protocol
-    again = run_protocol(config)
+    again = run_protocol(config).report
     assert [t["run_id"] for t in again["trials"]] == [t["run_id"] for t in result["trials"]]
 
 

@@ -31,8 +31,8 @@ from torch.optim import lr_scheduler  # noqa: E402
 from benchmarks.reference_recipe import ReferenceStep  # noqa: E402
 from pgnm.config import Config, load_config  # noqa: E402
 from pgnm.data import build_loader  # noqa: E402
-from pgnm.train.loop import seed_training_stream, seed_weights  # noqa: E402
-from pgnm.train.model import PGNMModel  # noqa: E402
+from pgnm.method.step import PGNMModel  # noqa: E402
+from pgnm.seeds import seed_training_stream, seed_weights  # noqa: E402
 
 
 def reference_from(config: Config) -> ReferenceStep:
@@ -40,7 +40,7 @@ def reference_from(config: Config) -> ReferenceStep:
     m = config.mask
     ref = ReferenceStep(config.model.arch, config.model.num_classes, config.policy.enabled,
                         m.grid, m.kernel_size, m.sigma, lr=config.optim.lr)
-    seed_weights(config)
+    seed_weights(config.seed)
     ours = PGNMModel(config)
     ref.model.load_state_dict(ours.classifier.state_dict())
     if ref.policy is not None:
@@ -86,7 +86,7 @@ def replay(run: Path, rank: int, world: int) -> list[dict]:
     ref = reference_from(config)
     steps = schedulers(ref, config)
     loader = build_loader(config, "train", True, rank, world)
-    seed_training_stream(config, rank)
+    seed_training_stream(config.seed, rank)
     if world > 1:
         ref.wrap_ddp()
     records: list[dict] = []

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from pgnm.data.synthetic import synthetic_batch
+from pgnm.method.step import PGNMModel
 from pgnm.train.distributed import setup
 from pgnm.train.evaluate import evaluate, mask_gallery
-from pgnm.train.model import PGNMModel
 
 
 def test_evaluation_and_gallery_leave_the_training_stream_untouched(tiny_config, tmp_path):
