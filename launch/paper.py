@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
-from pgnm.config import ConfigError, load_config  # noqa: E402
+from pgnm.config import load_config  # noqa: E402
+from pgnm.errors import reported_as_one_line  # noqa: E402
 
 OUT = Path("runs/paper")  # the paths configs/fewshot/paper.yaml and configs/paper/ name
 
@@ -59,14 +60,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.chdir(ROOT)  # the configs name their paths relative to the checkout
     start = time.perf_counter()
-    try:
-        config = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        parser.exit(2, f"error: {err}\n")
-    prepare_data(OUT, args.classes, args.images)
     from pgnm.protocol import run_protocol
 
-    result = run_protocol(config)
+    with reported_as_one_line("paper"):  # the launchers' one error path
+        config = load_config(args.config, args.overrides)
+        prepare_data(OUT, args.classes, args.images)
+        result = run_protocol(config)
     seconds = time.perf_counter() - start
     root = Path(config.run_dir) / config.name
     (root / "paper-wall-time.json").write_text(json.dumps({"seconds": seconds}))

@@ -26,25 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pgnm.method.mask import gaussian_kernel1d
+from pgnm.method.mask import check_blur, gaussian_kernel1d
 
 
 def check_settings(grid: int, size: int, kernel_size: int, sigma: float) -> None:
     """Raise a ValueError naming the argument for any setting the reference cannot run."""
-    for name, value in (("grid", grid), ("size", size), ("kernel_size", kernel_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
-    if not math.isfinite(sigma):
-        raise ValueError(f"sigma must be finite, got {sigma!r}")
-    if kernel_size // 2 >= size:  # reflect padding cannot reach further than the image
-        raise ValueError(
-            f"kernel_size {kernel_size} needs images larger than {kernel_size // 2} px for "
-            f"reflect padding, got {size} px"
-        )
+    check_blur(kernel_size, sigma, size, grid)
 
 
 @functools.lru_cache(maxsize=64)

@@ -18,9 +18,33 @@ Every kernel in ``pgnm.kernels`` is tested against the reference chain here.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+def check_blur(kernel_size: int, sigma: float, size: int | None = None,
+               grid: int | None = None) -> None:
+    """The one check of the mask settings (every kernel runs it): a ValueError naming the
+    argument for anything the reference chain cannot run."""
+    named = [("grid", grid), ("size", size), ("kernel_size", kernel_size)]
+    for name, value in named:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    if not math.isfinite(sigma):
+        raise ValueError(f"sigma must be finite, got {sigma!r}")
+    if size is not None and kernel_size // 2 >= size:  # reflect padding reaches no further
+        raise ValueError(
+            f"kernel_size {kernel_size} needs images larger than {kernel_size // 2} px for "
+            f"reflect padding, got {size} px"
+        )
 
 
 def gaussian_kernel1d(
@@ -30,10 +54,7 @@ def gaussian_kernel1d(
     device: torch.device | str | None = None,
 ) -> Tensor:
     """Weights at integer offsets -(k-1)/2 .. (k-1)/2, truncated there and summing to one."""
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
+    check_blur(kernel_size, sigma)
     offsets = torch.arange(kernel_size, dtype=torch.float64) - (kernel_size - 1) / 2
     weights = torch.exp(-0.5 * (offsets / sigma) ** 2)
     return (weights / weights.sum()).to(dtype=dtype, device=device)
@@ -42,11 +63,7 @@ def gaussian_kernel1d(
 def gaussian_blur(images: Tensor, kernel_size: int, sigma: float) -> Tensor:
     """Depthwise 2-D blur of (B, C, H, W) with reflect padding, as torchvision does it."""
     pad = kernel_size // 2
-    if pad >= min(images.shape[-2:]):
-        raise ValueError(
-            f"kernel_size {kernel_size} needs images larger than {pad} px for reflect padding, "
-            f"got {tuple(images.shape[-2:])}"
-        )
+    check_blur(kernel_size, sigma, min(images.shape[-2:]))
     k1 = gaussian_kernel1d(kernel_size, sigma, images.dtype, images.device)
     channels = images.shape[1]
     kernel = torch.outer(k1, k1).expand(channels, 1, kernel_size, kernel_size)

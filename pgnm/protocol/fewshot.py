@@ -144,16 +144,16 @@ def finetune_once(config: Config, init: Resolved, log_file: Path) -> dict:
     result: dict = {}
 
     def on_epoch(run, epoch: int, record: dict) -> None:  # noqa: ANN001 - pgnm.train.loop.Run
-        if epoch == run.start_epoch and run.tracker.run_id:
-            run.tracker.set_tags({Tag.FEWSHOT_INIT: init.name, **init.tags})
-            ProtocolTracker.declare_input(run.tracker, init.tags.get(Tag.SOURCE_MODEL_ID))
+        if epoch == run.start_epoch and run.log.tracker.run_id:
+            run.log.tracker.set_tags({Tag.FEWSHOT_INIT: init.name, **init.tags})
+            ProtocolTracker.declare_input(run.log.tracker, init.tags.get(Tag.SOURCE_MODEL_ID))
         if epoch + 1 < run.config.schedule.epochs and not run.stopped:
             return
         loader = build_loader(run.config, "test", False, run.world.rank, run.world.world_size,
                               run.world.dali_device_id)
         metrics = evaluate(run.model, loader, run.world, run.config.seed).metrics
         result.update({key: metrics[f"plain/{key}"] for key in TEST_KEYS})
-        run.tracker.log_metrics({f"test/{k}": v for k, v in result.items()}, run.global_step)
+        run.log.tracker.log_metrics({f"test/{k}": v for k, v in result.items()}, run.global_step)
 
     out = Path(config.run_dir) / config.name
     shutil.rmtree(out, ignore_errors=True)  # a fine-tune cut short earlier starts again

@@ -7,30 +7,30 @@ stage implies: fine-tuning turns the policy off whatever the config says.
 
 Read ``fit`` first: prepare (checks, model, data, engine, resume), then epochs of
 ``train_epoch`` and ``end_epoch`` (evaluation, gallery, log, checkpoint), then ``finish``.
+Where records go (metrics.jsonl, MLflow, the registry) is ``RunLog``: start, log, finish.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from pgnm.config import Config, dump_config, flatten, with_overrides
+from pgnm.config import Config, with_overrides
 from pgnm.data import Loader, build_loader, to_device
-from pgnm.data.manifest import ClassInfo, load_classes, load_dataset_info
+from pgnm.data.manifest import ClassInfo, load_classes
 from pgnm.errors import ConfigError, DataError, PgnmError
 from pgnm.method.step import PGNMModel, StepOutput
 from pgnm.models import load_backbone, read_weights
-from pgnm.names import Stage, Tag
+from pgnm.names import Stage
 from pgnm.seeds import seed_training_stream, seed_weights
-from pgnm.tracking import Tracker, declare_model_input, log_classifier, open_run, resolve_init
+from pgnm.tracking import resolve_init
 from pgnm.tracking import tracking_uri as resolve_tracking_uri
-from pgnm.train import checkpoint, outputs
+from pgnm.train import checkpoint
 from pgnm.train.checkpoint import EpochSums, Position
 from pgnm.train.distributed import (
     World,
@@ -40,10 +40,11 @@ from pgnm.train.distributed import (
     setup,
     stop_together,
 )
-from pgnm.train.engine import build_engine, deepspeed_config, set_epoch_learning_rates
+from pgnm.train.engine import build_engine, set_epoch_learning_rates
 from pgnm.train.evaluate import evaluate, mask_gallery
 from pgnm.train.health import Health, host_values
 from pgnm.train.result import FitResult
+from pgnm.train.runlog import RunLog
 
 SHOWN = ("train/loss", "train/ce", "plain/top1", "plain/f1_macro", "masked/top1", "train/img_s")
 
@@ -61,12 +62,10 @@ class Run:
     optimizer: torch.optim.Optimizer
     train_loader: Loader
     val_loader: Loader
-    log: outputs.MetricLog
+    log: RunLog  # metrics.jsonl and MLflow (``log.tracker`` for hooks)
     out_dir: Path
     running_state: list[torch.Tensor]  # averaged over ranks after every optimizer step
     rank0_buffers: list[torch.Tensor]  # BatchNorm statistics etc.: rank 0's before each forward
-    tracker: Tracker
-    source_tags: dict[str, str]  # where model.init came from, for lineage
     global_step: int = 0
     start_epoch: int = 0
     images_seen: int = 0
@@ -108,7 +107,7 @@ def fit(config: Config, stage: Stage, on_epoch: EpochHook | None = None) -> FitR
     except BaseException as err:
         # SystemExit(0) from a hook is a requested stop (Tune's scheduler ending a trial)
         requested = isinstance(err, SystemExit) and not err.code
-        run.tracker.close("KILLED" if requested else "FAILED", timeout=10)
+        run.log.fail(requested)
         raise
 
 
@@ -173,49 +172,15 @@ def prepare(config: Config, stage: Stage) -> Run:
         if world.is_main:
             print(f"resumed from {resume_from} "
                   f"(epoch {position.epoch}, step {position.global_step})")
-    tracker = _open_tracker(config, stage, world, out_dir, position.tracking_run_id,
-                            source_tags)
-    log = outputs.MetricLog(out_dir / "metrics.jsonl", world.is_main, tracker)
-    if resume_from is not None:
-        log.resume(position.log_records)
-    run = Run(config, stage, world, classes, model, engine, optimizer, train_loader, val_loader,
-              log, out_dir, running_state, rank0_buffers, tracker, source_tags)
-    run.global_step, run.start_epoch = position.global_step, position.epoch
-    run.images_seen, run.train_time, run.sums = (position.images_seen, position.train_time,
-                                                 position.sums)
-    run.health = Health(world.device)
-    return run
-
-
-def _open_tracker(config: Config, stage: Stage, world: World, out_dir: Path,
-                  resume_run_id: str | None, source_tags: dict[str, str]) -> Tracker:
-    """Rank 0 opens (or resumes) the MLflow run and logs what defines it; others get a no-op."""
-    if not world.is_main:  # learns the run id, logs nothing
-        return Tracker(gather_objects(None)[0], None, out_dir, enabled=False)
-    data = load_dataset_info(config.data.root)
-    baseline = stage == Stage.FINETUNE and config.model.init is None
-    tags = {Tag.BASELINE: str(baseline).lower(), Tag.DATA_PLAN_HASH: data.plan_hash,
-            Tag.DATA_SAMPLES: str(data.splits["train"].samples),
-            Tag.DATA_SHARDS: str(sum(len(s.shards) for s in data.splits.values())),
-            **source_tags}
-    tracker = open_run(config, stage, out_dir, resume_run_id, tags)
-    gather_objects(tracker.run_id)
-    if resume_run_id is None:
-        tracker.log_params(flatten(config))
-        files = {"config.yaml": dump_config(config),
-                 "deepspeed_config.json": json.dumps(deepspeed_config(config, world.world_size))}
-        for name, text in files.items():
-            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
-            (out_dir / name).write_text(text)
-            tracker.log_artifact(out_dir / name)
-        tracker.log_artifact(Path(config.data.root) / "dataset.json", "data")
-        if tracker.run_id and source_tags.get(Tag.SOURCE_MODEL_ID):
-            try:
-                declare_model_input(tracker.tracking_uri, tracker.run_id,
-                                    source_tags[Tag.SOURCE_MODEL_ID])
-            except Exception as err:  # lineage tags still record the edge
-                print(f"warning: could not declare the model input in MLflow: {err}")
-    return tracker
+    resumed = (position.tracking_run_id, position.log_records) if resume_from else None
+    log = RunLog.start(config, stage, world, out_dir, resumed, source_tags)
+    return Run(config=config, stage=stage, world=world, classes=classes, model=model,
+               engine=engine, optimizer=optimizer, train_loader=train_loader,
+               val_loader=val_loader, log=log, out_dir=out_dir, running_state=running_state,
+               rank0_buffers=rank0_buffers,
+               global_step=position.global_step, start_epoch=position.epoch,
+               images_seen=position.images_seen, train_time=position.train_time,
+               sums=position.sums, health=Health(world.device))
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -261,7 +226,7 @@ def save_checkpoint(run: Run, epoch: int, step_in_epoch: int) -> None:
         raise RuntimeError(f"DeepSpeed took {run.engine.global_steps} optimizer steps, the "
                            f"loop counted {run.global_step}")
     position = Position(run.global_step, epoch, step_in_epoch, run.world.world_size,
-                        run.tracker.run_id, run.images_seen, run.train_time, run.log.count,
+                        run.log.tracker.run_id, run.images_seen, run.train_time, run.log.count,
                         run.sums)
     checkpoint.save(run.engine, run.out_dir / "checkpoints", run.world, position,
                     run.train_loader.state_dict(), run.config.engine.checkpoint_keep)
@@ -337,7 +302,7 @@ def end_epoch(run: Run, epoch: int, progress: dict) -> dict:
             path = run.out_dir / "gallery" / f"epoch-{epoch:03d}.png"
             gallery = mask_gallery(model, images, path, f"{config.name}: epoch {epoch}",
                                    config.data.mean, config.data.std, config.seed + epoch)
-            run.tracker.log_artifact(gallery, "gallery")
+            run.log.artifact(gallery, "gallery")
     run.log.log(record)
     if world.is_main:
         shown = {k: round(record[k], 4) for k in SHOWN if k in record}
@@ -360,34 +325,11 @@ def _rank_spread(tensors: list[torch.Tensor]) -> float:
 
 
 def finish(run: Run) -> FitResult:
-    config = run.config
     result = FitResult(
-        stage=run.stage, name=config.name, global_step=run.global_step,
+        stage=run.stage, name=run.config.name, global_step=run.global_step,
         train_img_s=run.images_seen / max(run.train_time, 1e-9),
         world_size=run.world.world_size, final=run.last_eval, out_dir=run.out_dir,
         running_state_rank_spread=_rank_spread(run.running_state))
     if not run.world.is_main:
         return result
-    keys = [c.key for c in run.classes]
-    model_file = outputs.save_model(run.model, config, keys, run.out_dir, run.stage)
-    curves = outputs.plot_curves(run.log.records(), run.out_dir / "curves.png",
-                                 f"{config.name} ({run.stage})")
-    registered = None
-    if run.tracker.run_id is not None and config.tracking.log_model:
-        baseline = run.stage == Stage.FINETUNE and config.model.init is None
-        tags = {Tag.BASELINE: str(baseline).lower(), **run.source_tags}
-        try:
-            registered = log_classifier(run.tracker.tracking_uri, run.tracker.run_id,
-                                        run.model.classifier, model_file, config, run.stage, tags)
-        except Exception as err:  # the store is down: the local model.pt is still there
-            print(f"warning: could not log or register the model in MLflow: {err}")
-    result = replace(result, model=model_file, curves=curves, registered=registered,
-                     mlflow_run_id=run.tracker.run_id, tracking_uri=run.tracker.tracking_uri)
-    for path in (curves, result.write()):
-        if path is not None:
-            run.tracker.log_artifact(path)
-    fallback = run.tracker.close("FINISHED")
-    if fallback is not None:
-        result = replace(result, mlflow_fallback=Path(fallback))
-        result.write()
-    return result
+    return run.log.finish(result, run.model, run.config, run.classes)
