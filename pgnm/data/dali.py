@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from pgnm.data.manifest import split_shards
+from pgnm.data.manifest import check_shard_sizes, load_classes, split_shards
 from pgnm.data.spec import (
     AugmentSpec,
     DataError,
@@ -54,6 +54,8 @@ class DaliLoader:
         accumulation: int = 1,
     ) -> None:
         self.info, self.tars, self.indexes = split_shards(root, split)
+        check_shard_sizes(root, split, self.info)
+        self.num_classes = len(load_classes(root))
         self.split, self.batch_size, self.train, self.spec = split, batch_size, train, spec
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.device_id, self.num_threads = device_id, num_threads
@@ -214,11 +216,25 @@ class DaliLoader:
             self.step += 1
             self._pipe = pipe
             batch = self._to_torch(images), self._to_torch(labels).reshape(-1).long()
+            self._check_labels(batch[1])
             if not self.train:
                 keep = min(self.batch_size, remaining - (self.step - 1) * self.batch_size)
                 batch = batch[0][:keep], batch[1][:keep]
             yield batch[0].expand(-1, 3, -1, -1), batch[1]
         self.epoch, self.step, self._checkpoint, self._pipe = self.epoch + 1, 0, None, None
+
+    def _check_labels(self, labels: Tensor) -> None:
+        """Labels outside classes.json's range stop the run. Checked where the labels are on
+        the CPU (a GPU check would wait for the device every batch; the webdataset loader and
+        ``data_tools.verify`` check every sample's label by name)."""
+        if labels.is_cuda or not len(labels):
+            return
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= self.num_classes:
+            bad = low if low < 0 else high
+            raise DataError(f"{self.tars[0].parent}: a sample's label is {bad}, outside "
+                            f"0..{self.num_classes - 1} (classes.json); run "
+                            "python -m data_tools.verify on the dataset to name it")
 
     def _to_torch(self, tensor_list) -> Tensor:  # noqa: ANN001 - TensorListCPU / TensorListGPU
         """A copy out of DALI's output buffers, which the next ``run()`` may overwrite. On the

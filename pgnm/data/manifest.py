@@ -27,7 +27,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pgnm.errors import PgnmError
+from pgnm.errors import DataError, PgnmError
 
 DATASET_FILE = "dataset.json"
 CLASSES_FILE = "classes.json"
@@ -149,6 +149,20 @@ def split_shards(root: str | Path, split: str) -> tuple[DatasetInfo, list[Path],
     if missing:
         raise ManifestError(f"{len(missing)} shard file(s) missing, e.g. {missing[0]}")
     return info, tars, indexes
+
+
+def check_shard_sizes(root: str | Path, split: str, info: DatasetInfo) -> None:
+    """Refuse, before anything is read, a shard whose size differs from what ``dataset.json``
+    records: a truncated or rewritten shard (cut at a member boundary it would otherwise read
+    as a shorter shard, silently). One ``stat`` per shard."""
+    for shard in info.splits[split].shards:
+        path = Path(root) / split / shard.name
+        size = path.stat().st_size
+        if size != shard.bytes:
+            raise DataError(
+                f"{path}: {size} bytes on disk, {Path(root) / DATASET_FILE} records "
+                f"{shard.bytes}: the shard is truncated or was rewritten; run "
+                f"python -m data_tools.verify {root}, then re-shard it")
 
 
 def _manifest_row(row: dict[str, str]) -> ManifestRow:

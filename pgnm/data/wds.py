@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import tarfile_samples
 
-from pgnm.data.manifest import split_shards
+from pgnm.data.manifest import check_shard_sizes, load_classes, split_shards
 from pgnm.data.spec import (
     AugmentSpec,
     DataError,
@@ -42,6 +42,26 @@ from pgnm.data.spec import (
     rank_range,
 )
 from pgnm.seeds import derive
+
+
+def _label(sample: dict, num_classes: int) -> tuple[int | None, str]:
+    """The sample's label (``lbl``: little-endian int32; else ``cls``: decimal text), or a
+    problem: missing, malformed, or outside the classes ``classes.json`` lists."""
+    raw = sample.get("lbl")
+    if raw is not None and len(raw) != 4:
+        return None, f"lbl holds {len(raw)} bytes, expected a 4-byte int32"
+    if raw is not None:
+        label = int(np.frombuffer(raw, "<i4")[0])
+    elif sample.get("cls"):
+        try:
+            label = int(sample["cls"].decode().strip())
+        except (UnicodeDecodeError, ValueError):
+            return None, f"cls is not an integer: {sample['cls'][:20]!r}"
+    else:
+        return None, "missing label"
+    if not 0 <= label < num_classes:
+        return None, f"label {label} is outside 0..{num_classes - 1} (classes.json)"
+    return label, ""
 
 
 def _check_key(key: str, shard: Path) -> None:
@@ -95,15 +115,8 @@ class _RankStream(IterableDataset):
                 return
             seen += 1
             image = sample.get(ld.image_extension)
-            label = sample.get("lbl")
-            label = (
-                int(np.frombuffer(label, "<i4")[0])
-                if label is not None and len(label) == 4
-                else None
-            )
-            if label is None and sample.get("cls"):
-                label = int(sample["cls"].decode().strip())
-            problem = "missing image" if not image else "missing label" if label is None else ""
+            label, problem = _label(sample, ld.num_classes)
+            problem = "missing image" if not image else problem
             if problem:
                 ld.bad_sample(tar, key, problem)
                 continue
@@ -217,6 +230,8 @@ class WebDatasetLoader:
         pin_memory: bool = False,
     ) -> None:
         info, self.tars, _ = split_shards(root, split)
+        check_shard_sizes(root, split, info)
+        self.num_classes = len(load_classes(root))
         self.shard_counts = [shard.samples for shard in info.splits[split].shards]
         self.image_format, self.image_extension = info.image_format, info.image_extension
         self.raw_size = info.raw_size

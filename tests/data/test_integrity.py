@@ -1,0 +1,109 @@
+"""Integrity at read time: a shard whose size differs from dataset.json is refused by both
+loaders before anything is read, whatever the cut; labels are checked against classes.json."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+
+from pgnm.data.dali import DaliLoader
+from pgnm.data.manifest import ClassInfo
+from pgnm.data.shards import Encoding, Record, write_dali_index
+from pgnm.data.spec import AugmentSpec
+from pgnm.data.wds import WebDatasetLoader
+from pgnm.data.writer import write_dataset
+from pgnm.errors import DataError
+
+SPEC = AugmentSpec(image_size=8, eval_resize=8)
+
+
+def _dataset(root, labels=(0, 1, 2), per_class=8):
+    classes = [ClassInfo(key=f"c{i}", label=i) for i in range(3)]
+    rng = np.random.default_rng(0)
+    records = [Record(split, f"img{split}{n}.png", f"c{label}", label,
+                      pixels=rng.integers(0, 255, (12, 12), dtype=np.uint8))
+               for split in ("train", "val", "test") for label in labels
+               for n in range(per_class)]
+    write_dataset(root, records, classes, "test", Encoding(), samples_per_shard=8, workers=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def intact(tmp_path_factory):
+    return _dataset(tmp_path_factory.mktemp("intact") / "shards")
+
+
+def _loaders(root):
+    return {
+        "webdataset": lambda: WebDatasetLoader(root, "train", 4, True, SPEC, num_workers=0),
+        "dali": lambda: DaliLoader(root, "train", 4, True, SPEC, num_threads=1),
+    }
+
+
+def _cut_offsets(tar_path):
+    """Byte offsets to cut the tar at: a member boundary, inside a header, inside a payload."""
+    with tarfile.open(tar_path) as tar:
+        members = tar.getmembers()
+    middle = members[len(members) // 2]
+    return {"member boundary": middle.offset, "inside a header": middle.offset + 100,
+            "inside a payload": middle.offset_data + max(1, middle.size // 2)}
+
+
+@pytest.mark.parametrize("cut", ["member boundary", "inside a header", "inside a payload"])
+@pytest.mark.parametrize("loader", ["webdataset", "dali"])
+def test_a_truncated_shard_is_refused_before_training_naming_it(intact, tmp_path, cut, loader):
+    root = tmp_path / "shards"
+    shutil.copytree(intact, root)
+    info = json.loads((root / "dataset.json").read_text())
+    shard = root / "train" / info["splits"]["train"]["shards"][1]["name"]
+    shard.write_bytes(shard.read_bytes()[:_cut_offsets(shard)[cut]])
+    with pytest.raises(DataError, match=f"{shard.name}: .* bytes on disk, .* records "):
+        _loaders(root)[loader]()
+
+
+def test_an_intact_dataset_reads_in_both_loaders(intact):
+    for make in _loaders(intact).values():
+        labels = [int(label) for _, batch in make() for label in batch]
+        assert labels and set(labels) <= {0, 1, 2}
+
+
+def _relabel(root, label_bytes):
+    """Rewrite the first train shard with every lbl replaced, keeping dataset.json in step."""
+    info = json.loads((root / "dataset.json").read_text())
+    entry = info["splits"]["train"]["shards"][0]
+    path = root / "train" / entry["name"]
+    with tarfile.open(path) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for member, payload in members:
+            if member.name.endswith(".lbl"):
+                payload = label_bytes
+            elif member.name.endswith(".cls"):
+                payload = b"7"
+            member.size = len(payload)
+            tar.addfile(member, io.BytesIO(payload))
+    write_dali_index(path, path.with_suffix(".idx"))
+    entry["bytes"] = path.stat().st_size
+    (root / "dataset.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize(("label_bytes", "message"), [
+    (np.int32(7).tobytes(), "label 7 is outside 0..2 \\(classes.json\\)"),
+    (b"\x01\x00", "lbl holds 2 bytes, expected a 4-byte int32"),
+])
+def test_labels_outside_classes_json_are_refused_by_name(intact, tmp_path, label_bytes,
+                                                          message):
+    root = tmp_path / "shards"
+    shutil.copytree(intact, root)
+    _relabel(root, label_bytes)
+    loader = WebDatasetLoader(root, "train", 4, False, SPEC, num_workers=0)
+    with pytest.raises(DataError, match=f"shard-000000.tar: sample .*: {message}"):
+        list(loader)
+    if len(label_bytes) == 4:
+        with pytest.raises(DataError, match="a sample's label is 7, outside 0..2"):
+            list(DaliLoader(root, "train", 4, False, SPEC, num_threads=1))
