@@ -36,6 +36,10 @@ def dali_available() -> bool:
         return False
     return True
 
+# DALI's prefetch queue: how many batches ahead of the one returned it may be preparing
+# (so how far past the last good batch a decoder error can come from).
+PREFETCH = 2
+
 
 class DaliLoader:
     def __init__(
@@ -78,7 +82,9 @@ class DaliLoader:
 
     # ------------------------------------------------------------------ pipeline
 
-    def _build(self):  # noqa: ANN202 - a DALI Pipeline
+    def _build(self, replay: bool = False):  # noqa: ANN202 - a DALI Pipeline
+        """The epoch's pipeline; ``replay``: the same reader (same order), returning each
+        sample's source info ("shard.tar:offset:key.ext") instead of decoding it."""
         from nvidia.dali import fn, pipeline_def, types
 
         spec, gpu = self.spec, self.device_id is not None
@@ -101,6 +107,8 @@ class DaliLoader:
                 stick_to_shard=True,
                 name="Reader",
             )
+            if replay:
+                return fn.get_property(encoded, key="source_info")
             crop = {"random_area": spec.area, "random_aspect_ratio": spec.aspect}
             side = (spec.image_size, spec.image_size)
             if self.info.image_format == "raw":
@@ -140,7 +148,8 @@ class DaliLoader:
             num_threads=self.num_threads,
             device_id=self.device_id,
             seed=(self.seed * 1_000_003 + self.epoch * 7919 + self.rank) % (2**31),
-            checkpoint=self._checkpoint,
+            checkpoint=None if replay else self._checkpoint,
+            prefetch_queue_depth=PREFETCH,
         )
         pipe.build()
         return pipe
@@ -149,11 +158,11 @@ class DaliLoader:
 
     def _fail(self, err: RuntimeError) -> Exception:
         """What a DALI failure means. DALI's message names the operator that failed: a
-        decoder means a bad image (found and named by probing this rank's share); the
-        webdataset reader means a bad shard or index (DALI names the file: that one shard is
-        checked for the sample). Anything else --
-        CUDA out of memory, a codec that cannot start -- is no data problem and surfaces as
-        DALI raised it, with its traceback and the device added."""
+        decoder means a bad image (found and named by decoding only the failing batches,
+        ``_locate_bad_sample``); the webdataset reader means a bad shard or index (DALI names
+        the file: that one shard is checked for the sample). Anything else -- CUDA out of
+        memory, a codec that cannot start -- is no data problem and surfaces as DALI raised
+        it, with its traceback and the device added."""
         text = str(err)
         operator = re.search(r"operator `nvidia\.dali\.fn\.([\w.]+)`", text)
         cause = text.split("encountered:", 1)[-1].strip().splitlines()[0] if text else "unknown"
@@ -183,20 +192,44 @@ class DaliLoader:
         return None
 
     def _locate_bad_sample(self) -> str | None:
-        """DALI's decoder errors do not name the sample: find it with the webdataset loader's
-        checks, reading only the share of the split this rank was reading."""
+        """DALI's decoder errors do not name the sample. Replay this epoch's reader without
+        decoding (same seed, same order) up to the batch that failed and those DALI may have
+        been preparing ahead of it, then decode just those samples, in the shard(s) they come
+        from. Falls back to checking this rank's whole share if the replay names no one."""
         from pgnm.data.wds import WebDatasetLoader
 
-        share = (self.rank + self.epoch) % self.world_size if self.train else self.rank
         root = self.tars[0].parent.parent
-        probe = WebDatasetLoader(root, self.split, 1, False, self.spec, rank=share,
-                                 world_size=self.world_size, num_workers=0)
+        suspects = self._replay_sources(self.step, self.step + PREFETCH + 1)
+        probe = WebDatasetLoader(root, self.split, 1, False, self.spec, num_workers=0)
         try:
+            if suspects:
+                for tar, keys in suspects.items():
+                    probe.check_shard(tar, keys)
+                return None
+            share = (self.rank + self.epoch) % self.world_size if self.train else self.rank
+            probe = WebDatasetLoader(root, self.split, 1, False, self.spec, rank=share,
+                                     world_size=self.world_size, num_workers=0)
             for _ in probe:
                 pass
         except DataError as err:
             return str(err)
         return None
+
+    def _replay_sources(self, first: int, stop: int) -> dict[Path, set[str]]:
+        """{shard: sample keys} of this epoch's batches ``first .. stop - 1``."""
+        try:
+            pipe = self._build(replay=True)
+            found: dict[Path, set[str]] = {}
+            for batch in range(min(stop, self.batches_per_epoch)):
+                (infos,) = pipe.run()
+                if batch < first:
+                    continue
+                for i in range(len(infos)):
+                    tar, _, member = bytes(infos.at(i)).decode().rsplit(":", 2)
+                    found.setdefault(Path(tar), set()).add(member.rsplit(".", 1)[0])
+            return found
+        except RuntimeError:  # the replay itself failed: no suspects, check the share
+            return {}
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         if not self.train:  # evaluation always reads the whole share, from its start

@@ -258,13 +258,15 @@ class WebDatasetLoader:
         warnings.warn(f"{shard}: sample {key}: {problem}; skipped (data.on_bad_sample=skip)",
                       stacklevel=2)
 
-    def check_shard(self, tar: Path) -> None:
-        """Read and decode every sample of one of this split's shards; raises
-        :class:`DataError` naming the first bad one (how DALI's errors are made specific)."""
+    def check_shard(self, tar: Path, keys: set[str] | None = None) -> None:
+        """Read one of this split's shards and decode its samples (only ``keys``, if given);
+        raises :class:`DataError` naming the first bad one (how DALI's errors are made
+        specific)."""
         stream = _RankStream(self, self.epoch, 0)
         count = self.shard_counts[self.tars.index(tar)]
         for position, (shard, key, payload, _) in enumerate(stream._read_shard(tar, 0, count)):
-            stream._decode(shard, key, payload, position)
+            if keys is None or key in keys:
+                stream._decode(shard, key, payload, position)
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:

@@ -107,3 +107,40 @@ def test_labels_outside_classes_json_are_refused_by_name(intact, tmp_path, label
     if len(label_bytes) == 4:
         with pytest.raises(DataError, match="a sample's label is 7, outside 0..2"):
             list(DaliLoader(root, "train", 4, False, SPEC, num_threads=1))
+
+
+def _corrupt_in_place(tar_path, member_suffix):
+    """Overwrite one image's bytes with garbage of the same length: sizes and index stay valid."""
+    with tarfile.open(tar_path) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(member_suffix))
+    data = bytearray(tar_path.read_bytes())
+    data[member.offset_data:member.offset_data + member.size] = b"\x00" * member.size
+    tar_path.write_bytes(bytes(data))
+    return member.name.rsplit(".", 1)[0]
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_a_dali_decode_error_is_located_by_decoding_only_the_failing_batches(
+        tmp_path, monkeypatch, train):
+    from pgnm.data import wds
+
+    root = _dataset(tmp_path / "shards", per_class=24)  # 72 training images, 9 shards
+    info = json.loads((root / "dataset.json").read_text())
+    late = root / "train" / info["splits"]["train"]["shards"][7]["name"]
+    key = _corrupt_in_place(late, ".png")  # its first image
+    decoded: list[tuple[str, str]] = []
+    original = wds._RankStream._decode
+
+    def counting(self, shard, sample_key, payload, position):  # noqa: ANN001, ANN202
+        decoded.append((shard.name, sample_key))
+        return original(self, shard, sample_key, payload, position)
+
+    monkeypatch.setattr(wds._RankStream, "_decode", counting)
+    loader = DaliLoader(root, "train", 4, train, SPEC, num_threads=1)
+    with pytest.raises(DataError, match=f"first bad sample: .*{late.name}: sample {key}: "
+                                        "undecodable image"):
+        list(loader)
+    # The locate step decoded at most the failing batch and the two DALI may have prepared
+    # ahead (3 x 4 images), all from the shards those batches came from, not the split's 72.
+    assert 1 <= len(decoded) <= 12, decoded
+    assert len({shard for shard, _ in decoded}) <= 3
