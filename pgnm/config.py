@@ -122,6 +122,7 @@ class DataConfig(_Section):
     # error: stop naming the shard and key; skip: drop the sample, count it, keep going
     # (webdataset loader only: DALI cannot skip an undecodable sample)
     on_bad_sample: Literal["error", "skip"] = "error"
+    max_skipped: float = Field(0.01, ge=0.0, le=1.0)  # skip: stop past this fraction per epoch
     batch_size: int = Field(32, ge=1)  # per rank
     image_size: int = Field(224, ge=8)  # training crop; also the mask's output size
     eval_resize: int = Field(256, ge=8)

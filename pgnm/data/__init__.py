@@ -27,6 +27,7 @@ from pgnm.data.wds import WebDatasetLoader
 class Loader(Protocol):
     batches_per_epoch: int
     epoch: int
+    skipped_samples: dict[tuple[str, str], str]  # this epoch's, (shard, key) -> problem
 
     def __iter__(self): ...  # noqa: ANN204 - Iterator[tuple[Tensor, Tensor]]
     def __len__(self) -> int: ...

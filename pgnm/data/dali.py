@@ -69,6 +69,7 @@ class DaliLoader:
             self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}", accumulation
         )
         self.epoch, self.step = 0, 0
+        self.skipped_samples: dict[tuple[str, str], str] = {}  # DALI never skips: it stops
         self._checkpoint: str | None = None
         self._pipe = None
         self._copied = None  # a CUDA event: the last batch's copy out of DALI's buffers

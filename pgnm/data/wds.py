@@ -70,6 +70,14 @@ def _check_key(key: str, shard: Path) -> None:
         raise DataError(f"{shard}: member {key!r} has an absolute or parent path; refusing it")
 
 
+class Skip(NamedTuple):
+    """A sample dropped under ``data.on_bad_sample=skip``."""
+
+    shard: str
+    key: str
+    problem: str
+
+
 class _Failure(NamedTuple):
     """A data error found in a DataLoader worker, carried to the main process as an item."""
 
@@ -176,9 +184,12 @@ class _RankStream(IterableDataset):
         grey = TF.resized_crop(grey, top, left, h, w, size, antialias=True)
         return TF.horizontal_flip(grey) if rng.random() < spec.flip else grey
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor] | _Failure]:
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, list[Skip]] | _Failure]:
+        pending = self.loader._pending_skips
         try:
-            yield from self._batches()
+            for images, labels in self._batches():
+                yield images, labels, pending[:]
+                pending.clear()
         except DataError as err:  # handed over as data: a worker's exception would reach the
             yield _Failure(str(err))  # main process wrapped in its traceback text
 
@@ -245,6 +256,8 @@ class WebDatasetLoader:
             self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}", accumulation
         )
         self.epoch, self.step, self.skipped = 0, 0, 0
+        self._pending_skips: list[Skip] = []  # found in this process, not yet handed over
+        self.skipped_samples: dict[tuple[str, str], str] = {}  # this epoch's: problem by key
 
     def __len__(self) -> int:
         return self.batches_per_epoch
@@ -252,9 +265,10 @@ class WebDatasetLoader:
     def bad_sample(self, shard: Path, key: str, problem: str) -> None:
         if self.on_bad_sample == "error":
             raise DataError(f"{shard}: sample {key}: {problem}")
-        # Named in a warning every time (from a DataLoader worker too, where this count stays
-        # in the worker's copy of the loader): a skip is never silent.
+        # Warned, and handed to the main process with the next batch (a DataLoader worker's
+        # own counters die with it): ``skipped_samples`` holds the epoch's, per shard and key.
         self.skipped += 1
+        self._pending_skips.append(Skip(str(shard), key, problem))
         warnings.warn(f"{shard}: sample {key}: {problem}; skipped (data.on_bad_sample=skip)",
                       stacklevel=2)
 
@@ -287,10 +301,14 @@ class WebDatasetLoader:
             generator=torch.Generator().manual_seed(derive(self.seed, self.epoch, self.rank)),
         )
         mean, std = self.spec.mean, self.spec.std
+        if self.step == 0:
+            self.skipped_samples = {}
         for item in loader:
             if isinstance(item, _Failure):
                 raise DataError(item.message)
-            grey, labels = item
+            grey, labels, skips = item
+            # every worker reads the whole stream, so a skip at read time comes from each
+            self.skipped_samples.update({(k.shard, k.key): k.problem for k in skips})
             self.step += 1
             images = torch.empty(grey.shape, dtype=torch.float32, pin_memory=self.pin_memory)
             torch.div(grey, 255.0, out=images).sub_(mean).div_(std)

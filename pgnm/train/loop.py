@@ -303,13 +303,38 @@ def end_epoch(run: Run, epoch: int, progress: dict) -> dict:
             gallery = mask_gallery(model, images, path, f"{config.name}: epoch {epoch}",
                                    config.data.mean, config.data.std, config.seed + epoch)
             run.log.artifact(gallery, "gallery")
+    skipped = _skipped_samples(run, epoch) if config.data.on_bad_sample == "skip" else {}
+    if config.data.on_bad_sample == "skip":
+        record["data/skipped"] = len(skipped)
     run.log.log(record)
+    _stop_past_the_skip_limit(run, epoch, len(skipped))
     if world.is_main:
         shown = {k: round(record[k], 4) for k in SHOWN if k in record}
         print(f"{run.stage} epoch {epoch}: {shown}")
     if progress["finished"] and not run.stopped:
         save_checkpoint(run, epoch + 1, 0)
     return record
+
+
+def _skipped_samples(run: Run, epoch: int) -> dict[tuple[str, str], str]:
+    """The epoch's skipped training samples over every rank, each named in ``skipped.log``."""
+    ranks = gather_objects(sorted(run.train_loader.skipped_samples.items()))
+    skipped = dict(item for rank in ranks for item in rank)
+    if run.world.is_main and skipped:
+        with open(run.out_dir / "skipped.log", "a") as log:
+            log.writelines(f"epoch {epoch}\t{shard}\t{key}\t{problem}\n"
+                           for (shard, key), problem in sorted(skipped.items()))
+    return skipped
+
+
+def _stop_past_the_skip_limit(run: Run, epoch: int, skipped: int) -> None:
+    """Every rank holds the same count, so every rank stops here together."""
+    seen = len(run.train_loader) * run.config.data.batch_size * run.world.world_size
+    limit = run.config.data.max_skipped
+    if skipped > limit * seen:
+        raise DataError(f"epoch {epoch}: {skipped} of {seen} training samples were skipped "
+                        f"({skipped / seen:.1%}), more than data.max_skipped={limit}; they are "
+                        f"named in {run.out_dir / 'skipped.log'}")
 
 
 # ----------------------------------------------------------------------------- outputs
