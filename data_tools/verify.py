@@ -26,11 +26,11 @@ from pgnm.data.dali import dali_available
 from pgnm.data.manifest import (
     MANIFEST_FILE,
     ManifestError,
+    file_md5,
     load_classes,
     load_dataset_info,
     read_manifest,
 )
-from pgnm.data.shards import file_md5
 
 
 def _decode(payload: bytes, image_format: str, raw_size: int | None) -> None:

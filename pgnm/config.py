@@ -123,6 +123,7 @@ class DataConfig(_Section):
     # (webdataset loader only: DALI cannot skip an undecodable sample)
     on_bad_sample: Literal["error", "skip"] = "error"
     max_skipped: float = Field(0.01, ge=0.0, le=1.0)  # skip: stop past this fraction per epoch
+    check_md5: bool = False  # also check each shard's md5 before reading (one more read)
     batch_size: int = Field(32, ge=1)  # per rank
     image_size: int = Field(224, ge=8)  # training crop; also the mask's output size
     eval_resize: int = Field(256, ge=8)

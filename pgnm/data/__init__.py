@@ -81,6 +81,7 @@ def build_loader(
         seed=config.seed,
         shuffle_buffer=data.shuffle_buffer,
         accumulation=config.optim.grad_accum_steps if train else 1,
+        check_md5=data.check_md5,
     )
     if choose_loader(config) == "dali":
         return DaliLoader(**common, device_id=device_id, num_threads=max(1, data.num_workers))

@@ -56,9 +56,10 @@ class DaliLoader:
         num_threads: int = 2,
         shuffle_buffer: int = 512,
         accumulation: int = 1,
+        check_md5: bool = False,
     ) -> None:
         self.info, self.tars, self.indexes = split_shards(root, split)
-        check_shard_sizes(root, split, self.info)
+        check_shard_sizes(root, split, self.info, check_md5)
         self.num_classes = len(load_classes(root))
         self.split, self.batch_size, self.train, self.spec = split, batch_size, train, spec
         self.rank, self.world_size, self.seed = rank, world_size, seed

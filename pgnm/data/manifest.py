@@ -21,6 +21,7 @@ and ``json`` (class key and source path).
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -151,18 +152,30 @@ def split_shards(root: str | Path, split: str) -> tuple[DatasetInfo, list[Path],
     return info, tars, indexes
 
 
-def check_shard_sizes(root: str | Path, split: str, info: DatasetInfo) -> None:
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_shard_sizes(root: str | Path, split: str, info: DatasetInfo,
+                      md5: bool = False) -> None:
     """Refuse, before anything is read, a shard whose size differs from what ``dataset.json``
     records: a truncated or rewritten shard (cut at a member boundary it would otherwise read
-    as a shorter shard, silently). One ``stat`` per shard."""
+    as a shorter shard, silently). One ``stat`` per shard; with ``md5`` (``data.check_md5``)
+    also the checksum, which reads the split once more."""
     for shard in info.splits[split].shards:
         path = Path(root) / split / shard.name
         size = path.stat().st_size
-        if size != shard.bytes:
-            raise DataError(
-                f"{path}: {size} bytes on disk, {Path(root) / DATASET_FILE} records "
-                f"{shard.bytes}: the shard is truncated or was rewritten; run "
-                f"python -m data_tools.verify {root}, then re-shard it")
+        problem = (f"{size} bytes on disk, {Path(root) / DATASET_FILE} records {shard.bytes}"
+                   if size != shard.bytes else None)
+        if problem is None and md5 and file_md5(path) != shard.md5:
+            problem = f"md5 differs from the one {Path(root) / DATASET_FILE} records"
+        if problem:
+            raise DataError(f"{path}: {problem}: the shard is truncated or was rewritten; run "
+                            f"python -m data_tools.verify {root}, then re-shard it")
 
 
 def _manifest_row(row: dict[str, str]) -> ManifestRow:

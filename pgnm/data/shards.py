@@ -26,7 +26,7 @@ from PIL import Image
 from webdataset.tariterators import tarfile_samples
 
 from pgnm.atomic import atomic_path, atomic_write
-from pgnm.data.manifest import IMAGE_EXTENSIONS, split_shards
+from pgnm.data.manifest import IMAGE_EXTENSIONS, file_md5, split_shards
 from pgnm.errors import DataError, PgnmError
 
 
@@ -155,14 +155,6 @@ def write_dali_index(tar_path: Path, index_path: Path) -> int:
     text = f"v1.2 {len(samples)}\n" + "".join(" ".join(s) + "\n" for s in samples)
     atomic_write(index_path, text)
     return len(samples)
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def shard_complete(tar_path: Path) -> dict | None:

@@ -239,9 +239,10 @@ class WebDatasetLoader:
         on_bad_sample: str = "error",
         accumulation: int = 1,
         pin_memory: bool = False,
+        check_md5: bool = False,
     ) -> None:
         info, self.tars, _ = split_shards(root, split)
-        check_shard_sizes(root, split, info)
+        check_shard_sizes(root, split, info, check_md5)
         self.num_classes = len(load_classes(root))
         self.shard_counts = [shard.samples for shard in info.splits[split].shards]
         self.image_format, self.image_extension = info.image_format, info.image_extension

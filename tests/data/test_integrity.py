@@ -144,3 +144,17 @@ def test_a_dali_decode_error_is_located_by_decoding_only_the_failing_batches(
     # ahead (3 x 4 images), all from the shards those batches came from, not the split's 72.
     assert 1 <= len(decoded) <= 12, decoded
     assert len({shard for shard, _ in decoded}) <= 3
+
+
+@pytest.mark.parametrize("loader", ["webdataset", "dali"])
+def test_a_rewritten_shard_of_the_same_size_is_refused_with_check_md5(intact, tmp_path,
+                                                                      loader):
+    root = tmp_path / "shards"
+    shutil.copytree(intact, root)
+    info = json.loads((root / "dataset.json").read_text())
+    shard = root / "train" / info["splits"]["train"]["shards"][2]["name"]
+    _corrupt_in_place(shard, ".png")
+    make = {"webdataset": WebDatasetLoader, "dali": DaliLoader}[loader]
+    make(root, "train", 4, True, SPEC)  # the size still matches: read as it is
+    with pytest.raises(DataError, match=f"{shard.name}: md5 differs from the one "):
+        make(root, "train", 4, True, SPEC, check_md5=True)
