@@ -42,10 +42,8 @@ class PolicyConfig(_Section):
     enabled: bool = True  # false trains the classifier alone: the baseline
     trunk: str = "resnet10t"
     hidden_dim: int = Field(512, ge=1)
-    # Beta logits are mixing_decay * running state + (1 - mixing_decay) * head output.
-    mixing_decay: float = Field(0.9, ge=0.0, le=1.0)
-    # The running state is an EMA (this momentum) of the detached batch-mean head output.
-    state_momentum: float = Field(0.99, ge=0.0, le=1.0)
+    mixing_decay: float = Field(0.9, ge=0.0, le=1.0)  # logits: d * running state + (1-d) * head
+    state_momentum: float = Field(0.99, ge=0.0, le=1.0)  # EMA of the batch-mean head output
     # Light policy (departure, off by default): the policy sees the image resized to this many
     # pixels per side instead of the full crop. null = full resolution, as the official code.
     input_size: int | None = Field(None, ge=16)
@@ -53,16 +51,15 @@ class PolicyConfig(_Section):
     # so log-probs stay finite. null / 0.0 reproduce the official unguarded sampler.
     logit_clamp: float | None = Field(8.0, gt=0.0)
     sample_eps: float = Field(1e-6, ge=0.0, lt=0.5)
-    check_finite: bool = True  # raise, naming the step, on a non-finite logit or log-prob
+    check_finite: bool = True  # stop, naming the step, on a non-finite logit or log-prob
     # 1 (departure): each head runs once per step. 2: the official second pass for the running
     # state (same values and gradients; the heads' BatchNorm statistics move twice per step).
     head_passes: Literal[1, 2] = 1
     # true (departure): the running state is averaged over ranks after every step. false: as
     # the official code under DDP, each rank keeps and updates its own (they drift apart).
     share_running_state: bool = True
-    # How Beta draws are made. gamma: log-space Gamma ratio, same distribution, ~2-3x faster
-    # on CPU and finite for any clamped concentration. torch: torch.distributions.Beta, the
-    # official code's sampler and random stream.
+    # gamma: a log-space Gamma ratio, the same distribution drawn faster and without host
+    # syncs (pgnm/kernels/gamma.py). torch: torch.distributions.Beta, the official stream.
     sampler: Literal["torch", "gamma"] = "gamma"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from medmnist_files import write_npz
 from PIL import Image
 
 from pgnm.data.shards import ShardingError
@@ -58,17 +59,6 @@ def test_flat_folder_becomes_train_and_non_images_are_named(tmp_path):
     (tmp_path / "src" / "benign" / "notes.txt").write_text("x")
     with pytest.raises(ShardingError, match="notes.txt: not an image file"):
         records_from_folder(tmp_path / "src")
-
-
-def write_npz(path, sizes=(6, 2, 3), side=28, channels=None, labels_shape=None):
-    rng = np.random.default_rng(1)
-    arrays = {}
-    for split, n in zip(("train", "val", "test"), sizes, strict=True):
-        shape = (n, side, side) + ((channels,) if channels else ())
-        arrays[f"{split}_images"] = rng.integers(0, 256, shape, dtype=np.uint8)
-        arrays[f"{split}_labels"] = rng.integers(0, 3, labels_shape or (n, 1))
-    np.savez(path, **arrays)
-    return arrays
 
 
 def test_medmnist_refuses_multilabel_and_missing_keys(tmp_path):

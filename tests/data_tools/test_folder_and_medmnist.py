@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 import pytest
+from medmnist_files import write_npz
 from PIL import Image
 from webdataset import WebDataset
 
@@ -35,17 +36,6 @@ def test_folder_with_splits(tmp_path):
     info = load_dataset_info(out)
     assert (info.splits["train"].samples, info.splits["test"].samples) == (8, 4)
     assert verify(out)["ok"]
-
-
-def write_npz(path, sizes=(6, 2, 3), side=28, channels=None, labels_shape=None):
-    rng = np.random.default_rng(1)
-    arrays = {}
-    for split, n in zip(("train", "val", "test"), sizes, strict=True):
-        shape = (n, side, side) + ((channels,) if channels else ())
-        arrays[f"{split}_images"] = rng.integers(0, 256, shape, dtype=np.uint8)
-        arrays[f"{split}_labels"] = rng.integers(0, 3, labels_shape or (n, 1))
-    np.savez(path, **arrays)
-    return arrays
 
 
 @pytest.mark.parametrize("channels", [None, 3])
