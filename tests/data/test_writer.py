@@ -60,7 +60,9 @@ def test_sigkill_leaves_only_complete_shards_and_a_rerun_finishes(raw_release, t
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while len(list(out.glob("*/*.json"))) < 3 and time.monotonic() < deadline:
+    # Wait for final-named tars (renamed last, after their index and sidecar): counting
+    # sidecars raced the third tar's fsync and rename, and failed under load.
+    while len(list(out.glob("*/*.tar"))) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
