@@ -5,8 +5,9 @@
 For every split: each shard must match its sidecar (size, md5) and the manifest; the stock
 ``webdataset`` library must read every sample with its image, ``cls`` and ``lbl`` components,
 labels agreeing with each other and with the manifest; every image must decode; member names
-must be relative and free of ``..``; and DALI's webdataset reader, given the index files, must
-return the same number of samples. Exits 1 with the list of problems, 0 when clean.
+must be relative and free of ``..``; every image's bit depth must be the one ``dataset.json``
+records (8, or 16 for 16-bit grey PNGs); and DALI's webdataset reader, given the index files,
+must return the same number of samples. Exits 1 with the list of problems, 0 when clean.
 """
 
 from __future__ import annotations
@@ -31,15 +32,18 @@ from pgnm.data.manifest import (
     load_dataset_info,
     read_manifest,
 )
+from pgnm.data.shards import SIXTEEN_BIT_MODES
 
 
-def _decode(payload: bytes, image_format: str, raw_size: int | None) -> None:
+def _decode(payload: bytes, image_format: str, raw_size: int | None) -> int:
+    """The image's bit depth, 8 or 16; raises if it does not decode."""
     if image_format == "raw":
         if len(payload) != (raw_size or 0) ** 2:
             raise ValueError(f"{len(payload)} bytes, expected {raw_size}x{raw_size}")
-        return
+        return 8
     with Image.open(io.BytesIO(payload)) as image:
         image.load()
+        return 16 if image.mode in SIXTEEN_BIT_MODES else 8
 
 
 def _check_webdataset(tar: Path, ext: str, info, expected: dict[str, int]) -> tuple[int, list[str]]:  # noqa: ANN001
@@ -65,9 +69,12 @@ def _check_webdataset(tar: Path, ext: str, info, expected: dict[str, int]) -> tu
             elif expected[key] != label:
                 problems.append(f"{where}: label {label}, manifest says {expected[key]}")
             try:
-                _decode(sample[ext], info.image_format, info.raw_size)
+                depth = _decode(sample[ext], info.image_format, info.raw_size)
             except Exception as err:  # PIL raises many types
                 problems.append(f"{where}: image does not decode ({err})")
+                continue
+            if depth != info.bit_depth:  # a loader would scale it by the wrong maximum
+                problems.append(f"{where}: {depth}-bit image, dataset.json says {info.bit_depth}")
     except Exception as err:  # a truncated or corrupt tar
         problems.append(f"{tar}: webdataset cannot read it after {seen} samples ({err})")
     return seen, problems

@@ -33,7 +33,7 @@ def test_other_errors_keep_their_traceback(monkeypatch):
 def _corrupt_an_image(shards, copy, split):
     """Garble the last PNG of the split's last shard in place (the tar and its index stay
     valid). Rank 1 of 2 reads it in evaluation; in training the rank that reaches it depends on
-    the shuffle (ranges rotate between epochs). Returns (shard, key)."""
+    the shuffle (the shard order is permuted every epoch). Returns (shard, key)."""
     shutil.copytree(shards, copy)
     tar_path = sorted((copy / split).glob("*.tar"))[-1]
     with tarfile.open(tar_path) as tar:

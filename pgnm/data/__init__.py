@@ -79,14 +79,15 @@ def build_loader(
         rank=rank,
         world_size=world_size,
         seed=config.seed,
-        shuffle_buffer=data.shuffle_buffer,
         accumulation=config.optim.grad_accum_steps if train else 1,
         check_md5=data.check_md5,
     )
     if choose_loader(config) == "dali":
-        return DaliLoader(**common, device_id=device_id, num_threads=max(1, data.num_workers))
+        return DaliLoader(**common, device_id=device_id, num_threads=max(1, data.num_workers),
+                          shuffle_buffer=data.shuffle_buffer)
     return WebDatasetLoader(
         **common, num_workers=data.num_workers, on_bad_sample=data.on_bad_sample,
+        shuffle_window=data.shuffle_window,
         pin_memory=device_id is not None,
     )
 

@@ -1,8 +1,11 @@
 """The DALI loader: shards decoded by DALI, on the GPU where there is one, CPU-only otherwise.
 
-One pipeline per rank and epoch. ``fn.readers.webdataset`` reads the rank's contiguous range
-through the shard index files (``shard_id = (rank + epoch) mod W``, see ``spec.py``), shuffles
-it in a buffer seeded per epoch, and pads the last batch instead of running short. Training
+One pipeline per rank and epoch. ``fn.readers.webdataset`` is given the split's shards in the
+epoch's permuted order (:func:`pgnm.data.order.shard_order`, the webdataset loader's first
+level), reads the rank's contiguous range of them through the shard index files
+(``shard_id = rank``, see ``spec.py``), shuffles it in a buffer of ``shuffle_buffer`` encoded
+samples seeded per epoch (DALI's second level: it holds images, so it stays small, unlike the
+webdataset loader's), and pads the last batch instead of running short. Training
 takes exactly ``train_batches_per_epoch`` batches on every rank; evaluation reads the rank's
 range once, dropping the padding.
 
@@ -21,11 +24,13 @@ import torch
 from torch import Tensor
 
 from pgnm.data.manifest import check_shard_sizes, load_classes, split_shards
+from pgnm.data.order import locate, rank_order, shard_order
 from pgnm.data.spec import (
     AugmentSpec,
     DataError,
     batches_per_epoch,
     rank_range,
+    value_range,
 )
 
 
@@ -65,7 +70,10 @@ class DaliLoader:
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.device_id, self.num_threads = device_id, num_threads
         self.shuffle_buffer = shuffle_buffer
+        self.values = value_range(self.info.bit_depth, self.info.value_offset, spec.window,
+                                  f"{root}")
         self.num_samples = self.info.splits[split].samples
+        self.shard_counts = [shard.samples for shard in self.info.splits[split].shards]
         self.batches_per_epoch = batches_per_epoch(
             self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}", accumulation
         )
@@ -88,22 +96,28 @@ class DaliLoader:
         """The epoch's pipeline; ``replay``: the same reader (same order), returning each
         sample's source info ("shard.tar:offset:key.ext") instead of decoding it."""
         from nvidia.dali import fn, pipeline_def, types
+        from nvidia.dali import math as dali_math
 
-        spec, gpu = self.spec, self.device_id is not None
+        spec, gpu, values = self.spec, self.device_id is not None, self.values
+        # 16 bits stay 16 bits through decoding, and float through resizing (as in the
+        # webdataset loader); 8-bit images keep DALI's uint8 path
+        sixteen = self.info.bit_depth == 16
+        decoded = types.UINT16 if sixteen else types.UINT8
+        resized = {"dtype": types.FLOAT} if sixteen else {}
         image_ext = self.info.image_extension
-        shard_id = (self.rank + self.epoch) % self.world_size if self.train else self.rank
+        order = shard_order(len(self.tars), self.seed, self.epoch, self.train).tolist()
 
         @pipeline_def(enable_checkpointing=True)
         def pipeline():  # noqa: ANN202
             encoded, label = fn.readers.webdataset(
-                paths=[str(p) for p in self.tars],
-                index_paths=[str(p) for p in self.indexes],
+                paths=[str(self.tars[i]) for i in order],
+                index_paths=[str(self.indexes[i]) for i in order],
                 ext=[image_ext, "lbl"],
                 dtypes=[types.UINT8, types.INT32],
                 missing_component_behavior="error",
                 random_shuffle=self.train,
                 initial_fill=self.shuffle_buffer,
-                shard_id=shard_id,
+                shard_id=self.rank,
                 num_shards=self.world_size,
                 pad_last_batch=True,
                 stick_to_shard=True,
@@ -120,26 +134,30 @@ class DaliLoader:
                     images = fn.random_resized_crop(images, size=side, antialias=True, **crop)
             elif self.train:  # decoding straight into the crop window saves a full-size copy
                 images = fn.decoders.image_random_crop(
-                    encoded, device="mixed" if gpu else "cpu", output_type=types.GRAY, **crop
+                    encoded, device="mixed" if gpu else "cpu", output_type=types.GRAY,
+                    dtype=decoded, **crop
                 )
-                images = fn.resize(images, size=side, antialias=True)
+                images = fn.resize(images, size=side, antialias=True, **resized)
             else:
                 images = fn.decoders.image(
-                    encoded, device="mixed" if gpu else "cpu", output_type=types.GRAY
+                    encoded, device="mixed" if gpu else "cpu", output_type=types.GRAY,
+                    dtype=decoded,
                 )
             if self.train:
                 mirror = fn.random.coin_flip(probability=spec.flip)
             else:
-                images = fn.resize(images, resize_shorter=spec.eval_resize, antialias=True)
+                images = fn.resize(images, resize_shorter=spec.eval_resize, antialias=True,
+                                   **resized)
                 mirror = 0
-            scale = 255.0
+            if values.clip:  # the window: values outside it are its ends, as in the other loader
+                images = dali_math.clamp(images, values.low, values.low + values.span)
             images = fn.crop_mirror_normalize(
                 images,
                 dtype=types.FLOAT,
                 output_layout="CHW",
                 crop=None if self.train else (spec.image_size, spec.image_size),
-                mean=[spec.mean * scale],
-                std=[spec.std * scale],
+                mean=[values.low + spec.mean * values.span],
+                std=[spec.std * values.span],
                 mirror=mirror,
             )
             return images, label.gpu() if gpu else label
@@ -201,18 +219,17 @@ class DaliLoader:
         from pgnm.data.wds import WebDatasetLoader
 
         root = self.tars[0].parent.parent
-        suspects = self._replay_sources(self.step, self.step + PREFETCH + 1)
+        suspects: dict[Path, set[str] | None] = {
+            **self._replay_sources(self.step, self.step + PREFETCH + 1)
+        }
+        if not suspects:
+            shards, _ = locate(rank_order(self.shard_counts, self.seed, self.epoch, self.rank,
+                                          self.world_size, self.train), self.shard_counts)
+            suspects = {self.tars[s]: None for s in sorted(set(shards.tolist()))}
         probe = WebDatasetLoader(root, self.split, 1, False, self.spec, num_workers=0)
         try:
-            if suspects:
-                for tar, keys in suspects.items():
-                    probe.check_shard(tar, keys)
-                return None
-            share = (self.rank + self.epoch) % self.world_size if self.train else self.rank
-            probe = WebDatasetLoader(root, self.split, 1, False, self.spec, rank=share,
-                                     world_size=self.world_size, num_workers=0)
-            for _ in probe:
-                pass
+            for tar, keys in suspects.items():
+                probe.check_shard(tar, keys)
         except DataError as err:
             return str(err)
         return None

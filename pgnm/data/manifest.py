@@ -15,7 +15,8 @@ A shard directory looks like this::
 
 Every sample has the image (``png``, ``jpg`` or ``u8`` raw grey bytes), ``cls`` (the label as
 ASCII, the webdataset convention), ``lbl`` (the label as little-endian int32, what DALI reads)
-and ``json`` (class key and source path).
+and ``json`` (class key and source path). Images are 8-bit unless ``dataset.json`` says
+``bit_depth`` 16: then every image is a 16-bit grey PNG holding ``value + value_offset``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import json
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from pgnm.errors import DataError, PgnmError
 
@@ -96,6 +97,15 @@ class DatasetInfo(_Record):
     seed: int
     plan_hash: str
     splits: dict[str, SplitInfo]
+    # Defaults are what every manifest written before 16-bit input meant, so those still read.
+    bit_depth: Literal[8, 16] = 8  # of the stored grey values; 16 only as 16-bit grey PNGs
+    value_offset: int = 0  # stored = value + value_offset (32768 for signed data: CT HU)
+
+    @model_validator(mode="after")
+    def _sixteen_bit_is_png(self) -> DatasetInfo:
+        if self.bit_depth == 16 and self.image_format != "png":
+            raise ValueError(f"bit_depth 16 needs image_format png, not {self.image_format}")
+        return self
 
     @property
     def image_extension(self) -> str:

@@ -43,7 +43,11 @@ class Record:
     class_key: str
     label: int
     path: str | None = None  # where to read the image file; None when ``pixels`` are given
-    pixels: np.ndarray | None = None  # uint8 (H, W) or (H, W, C)
+    pixels: np.ndarray | None = None  # uint8 (H, W) or (H, W, C); uint16 (H, W): 16-bit grey
+    value_offset: int = 0  # stored = value + offset (16-bit DICOM); the dataset records it
+    # How ``pixels`` were made from ``source`` (a DICOM window, the bit depth): it goes into the
+    # plan hash, so a re-run with other settings rewrites the shards instead of keeping them.
+    rendering: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,17 @@ class SampleMeta:
 # ----------------------------------------------------------------------------- per sample
 
 
-def _png_bytes(pixels: np.ndarray) -> bytes:
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L")  # PIL's 16-bit grey; a PNG opens as "I;16"
+
+
+def _png_bytes(pixels: np.ndarray, source: str) -> bytes:
+    # PIL picks the PNG bit depth from the array: uint16 (H, W) becomes mode "I;16", a 16-bit
+    # grey PNG. Any other dtype would be narrowed or rejected by PIL in ways hard to trace.
+    two_d = pixels.ndim == 2
+    if not (pixels.dtype == np.uint8 and (two_d or pixels.ndim == 3)
+            or pixels.dtype == np.uint16 and two_d):
+        raise ShardingError(f"{source}: pixels must be uint8 (H, W[, C]) or uint16 (H, W), "
+                            f"got {pixels.dtype} {pixels.shape}")
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
@@ -87,9 +101,10 @@ def _psnr(reference: np.ndarray, test: np.ndarray) -> float:
 
 
 def encode(record: Record, encoding: Encoding) -> tuple[bytes, dict]:
-    """Stored image bytes and what the manifest records about the source image."""
+    """Stored image bytes and what the manifest records about the source image. A 16-bit grey
+    image is kept as it is (png only): its md5, size, mode and blank flag are of its own values."""
     if record.pixels is not None:
-        source_bytes = _png_bytes(record.pixels)
+        source_bytes = _png_bytes(record.pixels, record.source)
     else:
         try:
             source_bytes = Path(record.path or record.source).read_bytes()
@@ -101,9 +116,15 @@ def encode(record: Record, encoding: Encoding) -> tuple[bytes, dict]:
         with Image.open(io.BytesIO(source_bytes)) as image:
             image.load()
             mode, (width, height) = image.mode, image.size
-            grey = np.asarray(image.convert("L"))
+            # convert("L") clamps 16-bit values to 255: a 16-bit image keeps its own values
+            grey = np.asarray(image if mode in SIXTEEN_BIT_MODES else image.convert("L"))
     except Exception as err:  # PIL raises many types for broken files
         raise ShardingError(f"{record.source}: not a decodable image ({err})") from None
+    if mode in SIXTEEN_BIT_MODES and encoding.image_format != "png":
+        raise ShardingError(
+            f"{record.source}: a 16-bit image ({mode}); only --format png stores 16 bits "
+            f"(jpeg and raw are 8-bit): use png, or convert the images to 8 bits first"
+        )
     meta = {
         "md5": hashlib.md5(source_bytes).hexdigest(),
         "width": width,
@@ -209,7 +230,8 @@ def write_shard(tar_path: Path, keyed: Sequence[tuple[str, Record]], encoding: E
 
 
 class ShardSample(NamedTuple):
-    """One stored sample, decoded: pixels are uint8 (H, W), or (H, W, C) for colour PNGs."""
+    """One stored sample, decoded: pixels are uint8 (H, W), or (H, W, C) for colour PNGs, or
+    uint16 (H, W) for 16-bit PNGs (``dataset.json``'s ``bit_depth`` 16)."""
 
     key: str
     label: int
@@ -219,12 +241,16 @@ class ShardSample(NamedTuple):
 
 
 def decode_pixels(payload: bytes, image_format: str, raw_size: int | None = None) -> np.ndarray:
-    """The stored image bytes as a uint8 array (raw images are ``raw_size`` squared)."""
+    """The stored image bytes as a uint8 array (raw images are ``raw_size`` squared), or a
+    native-order uint16 array for a 16-bit PNG."""
     if image_format == "raw":
         side = raw_size or 0
         return np.frombuffer(payload, np.uint8).reshape(side, side)
     with Image.open(io.BytesIO(payload)) as image:
-        return np.asarray(image)
+        pixels = np.asarray(image)
+    # "I;16B" comes back big-endian; callers do arithmetic on it, so hand back native order
+    sixteen = pixels.dtype.kind == "u" and pixels.itemsize == 2
+    return pixels.astype(np.uint16, copy=False) if sixteen else pixels
 
 
 def _label(sample: dict) -> int | None:

@@ -11,6 +11,7 @@ and the few-shot protocol (downstream sets) call these.
   (:func:`radimagenet_class_key`), never from the CSV label.
 * :func:`records_from_folder`: ``<split>/<class>/<image>`` or ``<class>/<image>`` (all train).
 * :func:`records_from_medmnist`: a MedMNIST-format ``.npz`` (six keys, single-label).
+* :func:`pgnm.data.dicom.records_from_dicom` (its own module: pydicom): DICOM files.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pgnm.data.listing import SPLITS, folder_files
 from pgnm.data.manifest import ClassInfo
 from pgnm.data.shards import Record, ShardingError
 
-SPLITS = ("train", "val", "test")
 Collected = tuple[list[Record], list[ClassInfo]]
 
 # ----------------------------------------------------------------------------- RadImageNet
@@ -121,41 +122,22 @@ def records_from_radimagenet(src: Path) -> tuple[list[Record], list[ClassInfo], 
 FOLDER_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
-def _visible(path: Path) -> bool:
-    return not path.name.startswith(".")
-
-
 def records_from_folder(src: Path) -> Collected:
     """``src`` is ``<split>/<class>/<image>`` (splits named train, val, test) or just
     ``<class>/<image>`` (the ``train`` split). Classes are the folder names, sorted, kept as
     written; hidden files are ignored, any other non-image file is an error naming it."""
-    if not src.is_dir():
-        raise ShardingError(f"--src {src} is not a directory")
-    top = sorted(p for p in src.iterdir() if p.is_dir() and _visible(p))
-    if top and {p.name for p in top} <= set(SPLITS):
-        split_dirs = {p.name: p for p in top}
-    else:
-        split_dirs = {"train": src}
-    per_split: dict[str, list[tuple[str, Path]]] = {}
-    for split, folder in split_dirs.items():
-        items = []
-        for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p)):
-            for path in sorted(p for p in class_dir.rglob("*") if p.is_file() and _visible(p)):
-                if path.suffix.lower() not in FOLDER_IMAGE_SUFFIXES:
-                    raise ShardingError(
-                        f"{path}: not an image file (expected {sorted(FOLDER_IMAGE_SUFFIXES)})"
-                    )
-                items.append((class_dir.name, path))
-        per_split[split] = items
-    names = sorted({name for items in per_split.values() for name, _ in items})
-    if not names:
-        raise ShardingError(f"{src}: no class folders with images found")
+    files = folder_files(src)
+    for _, _, path in files:
+        if path.suffix.lower() not in FOLDER_IMAGE_SUFFIXES:
+            raise ShardingError(
+                f"{path}: not an image file (expected {sorted(FOLDER_IMAGE_SUFFIXES)})"
+            )
+    names = sorted({name for _, name, _ in files})
     classes = [ClassInfo(key=name, label=i, name=name) for i, name in enumerate(names)]
     label = {c.key: c.label for c in classes}
     records = [
         Record(split, str(path.relative_to(src)), name, label[name], path=str(path))
-        for split, items in per_split.items()
-        for name, path in items
+        for split, name, path in files
     ]
     return records, classes
 

@@ -5,12 +5,12 @@ Augmentation (the official recipe): training crops are RandomResizedCrop to S
 with probability 0.5; evaluation resizes the shorter side to 256 and centre-crops S. Images
 are grey, normalised with mean 0.3162 / std 0.3213 and replicated to 3 channels.
 
-Ranks: a split of N samples (in the order the shards store them, already shuffled across
-classes at write time) is cut into contiguous ranges, rank r getting
+Ranks: a split of N samples (its shards in the epoch's order, see ``order.py``; samples
+already shuffled across classes at write time) is cut into contiguous ranges, rank r getting
 [floor(N r / W), floor(N (r + 1) / W)) -- exactly how DALI's reader assigns ``shard_id``.
 In training every rank runs floor(N / W) // B batches per epoch, the same number on every
-rank whatever the ranges' sizes, so no rank waits forever in a collective. Ranges rotate
-between epochs (rank r reads range (r + epoch) mod W) so each rank sees all the data.
+rank whatever the ranges' sizes, so no rank waits forever in a collective. The shard order is
+permuted every epoch, so each rank's range holds different shards from epoch to epoch.
 """
 
 from __future__ import annotations
@@ -33,10 +33,37 @@ class AugmentSpec:
     flip: float = 0.5
     mean: float = 0.3162
     std: float = 0.3213
+    window: tuple[float, float] | None = None  # 16-bit data: (low, high) in the data's units
 
     @classmethod
     def from_config(cls, config: DataConfig) -> AugmentSpec:
-        return cls(config.image_size, config.eval_resize, mean=config.mean, std=config.std)
+        return cls(config.image_size, config.eval_resize, mean=config.mean, std=config.std,
+                   window=config.window)
+
+
+@dataclass(frozen=True)
+class ValueRange:
+    """How stored grey values become 0..1 before mean/std: ``(v - low) / span``, clipped to
+    0..1 when ``clip`` (a window narrower than what is stored)."""
+
+    low: float
+    span: float
+    clip: bool
+
+
+def value_range(bit_depth: int, value_offset: int, window: tuple[float, float] | None,
+                where: str) -> ValueRange:
+    """8-bit images: 0..255. 16-bit: 0..65535, or the window (in the data's own units:
+    stored = value + ``value_offset``), which keeps a CT's Hounsfield range until here."""
+    if window is None:
+        return ValueRange(0.0, 255.0 if bit_depth == 8 else 65535.0, clip=False)
+    if bit_depth == 8:
+        raise DataError(f"data.window is set but {where} holds 8-bit images, windowed when "
+                        "they were written; unset data.window (it is for 16-bit data sets)")
+    low, high = window
+    if not high > low:
+        raise DataError(f"data.window: high ({high}) must be above low ({low})")
+    return ValueRange(low + value_offset, high - low, clip=True)
 
 
 def rank_range(total: int, rank: int, world: int) -> tuple[int, int]:

@@ -1,26 +1,29 @@
 """The webdataset loader: the same batches-per-rank contract as DALI, for machines without it.
 
-Tars are parsed by the stock ``webdataset`` library; decoding and augmentation run in
-DataLoader workers with PIL and torch. Each rank reads its contiguous range of the split
-(``spec.py``), shuffles it in a seeded buffer, and cuts it into batches; worker w builds every
-``num_workers``-th batch, so the order of batches does not depend on timing. Workers emit
-uint8 grey images and the main process normalises them: a quarter of the bytes through
-shared memory.
+The epoch's order comes first, from the plan alone (:mod:`pgnm.data.order`: shard order
+permuted across ranks, then a shuffle within the rank's range). Batch b holds positions
+``b*B .. b*B + B - 1`` of that order; DataLoader worker w builds every ``num_workers``-th
+batch and reads just its samples, each by byte range through the shard index
+(:mod:`pgnm.data.spans`, parsed by the stock ``webdataset`` tar reader). So one epoch reads
+each sample once whatever ``num_workers`` is, the batches do not depend on the worker count,
+and resuming at (epoch, step) reads nothing of the batches already done. Workers decode and
+augment with PIL and torch and emit uint8 grey images (float for 16-bit data sets); the main
+process windows and normalises them (for 8 bits, a quarter of the bytes through shared memory).
 
 Everything random is a function of (seed, epoch, rank, position in the epoch), so resuming at
 (epoch, step) regenerates exactly the batches an uninterrupted run would have seen.
 
-Bad samples (undecodable image, missing label, zero-byte file, truncated tar) raise a
-:class:`DataError` naming the shard and key, or with ``on_bad_sample="skip"`` are dropped and
-counted; training ranks then wrap around their range so every rank still fills the same
-number of batches. Member names that are absolute or contain ``..`` always raise.
+Bad samples (undecodable image, missing label, a member that does not match the index) raise
+a :class:`DataError` naming the shard and key, or with ``on_bad_sample="skip"`` are dropped
+and counted, their batch refilled with copies of its good samples so every batch keeps its
+size. Shards whose size or index does not match ``dataset.json`` are refused before reading.
 """
 
 from __future__ import annotations
 
 import io
-import random
 import warnings
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
@@ -31,15 +34,16 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from webdataset.tariterators import tarfile_samples
 
 from pgnm.data.manifest import check_shard_sizes, load_classes, split_shards
+from pgnm.data.order import locate, rank_order
+from pgnm.data.spans import ShardIndex, read_index, read_samples
 from pgnm.data.spec import (
     AugmentSpec,
     DataError,
     batches_per_epoch,
     random_resized_crop_box,
-    rank_range,
+    value_range,
 )
 from pgnm.seeds import derive
 
@@ -78,6 +82,15 @@ class Skip(NamedTuple):
     problem: str
 
 
+class _Batch(NamedTuple):
+    """What a worker hands over: uint8 images, labels, the skips and shard bytes behind them."""
+
+    grey: Tensor
+    labels: Tensor
+    skips: list[Skip]
+    bytes_read: int
+
+
 class _Failure(NamedTuple):
     """A data error found in a DataLoader worker, carried to the main process as an item."""
 
@@ -85,83 +98,63 @@ class _Failure(NamedTuple):
 
 
 class _RankStream(IterableDataset):
-    """Batches of one rank for one epoch, starting at batch ``start``; see the module doc."""
+    """Batches ``start ..`` of one rank's epoch, ``order`` being the epoch's sample numbers."""
 
-    def __init__(self, loader: WebDatasetLoader, epoch: int, start: int) -> None:
-        self.loader, self.epoch, self.start = loader, epoch, start
+    def __init__(self, loader: WebDatasetLoader, epoch: int, start: int,
+                 order: np.ndarray) -> None:
+        self.loader, self.epoch, self.start, self.order = loader, epoch, start, order
 
-    # -------------------------------------------------------------- raw samples
-
-    def _raw_samples(self) -> Iterator[tuple[Path, str, bytes, int]]:
-        """(shard, key, image bytes, label) over this rank's range, in stored order."""
+    def __iter__(self) -> Iterator[_Batch | _Failure]:
         ld = self.loader
-        range_index = (ld.rank + self.epoch) % ld.world_size if ld.train else ld.rank
-        start, stop = rank_range(ld.num_samples, range_index, ld.world_size)
-        first = 0
-        for tar, count in zip(ld.tars, ld.shard_counts, strict=True):
-            lo, hi = max(start, first), min(stop, first + count)
-            if lo < hi:
-                yield from self._read_shard(tar, lo - first, hi - lo)
-            first += count
+        worker = get_worker_info()
+        worker_id, workers = (worker.id, worker.num_workers) if worker else (0, 1)
+        try:
+            for batch in range(self.start + worker_id, ld.batches_per_epoch, workers):
+                yield self._batch(batch)
+        except DataError as err:  # handed over as data: a worker's exception would reach the
+            yield _Failure(str(err))  # main process wrapped in its traceback text
 
-    def _read_shard(
-        self, tar: Path, skip: int, take: int
-    ) -> Iterator[tuple[Path, str, bytes, int]]:
-        ld, seen, errors = self.loader, 0, []
-
-        def handler(exn: Exception) -> bool:
-            errors.append(exn)
-            return False  # stop this shard; a truncated tar has nothing readable after the cut
-
-        for sample in tarfile_samples([{"url": str(tar)}], handler=handler):
-            key = sample["__key__"]
-            _check_key(key, tar)
-            if seen < skip:
-                seen += 1
-                continue
-            if seen >= skip + take:
-                return
-            seen += 1
-            image = sample.get(ld.image_extension)
-            label, problem = _label(sample, ld.num_classes)
-            problem = "missing image" if not image else problem
-            if problem:
-                ld.bad_sample(tar, key, problem)
-                continue
-            yield tar, key, image, label
-        if errors:
-            ld.bad_sample(tar, "?", f"unreadable tar ({errors[0]})")
-
-    def _epoch_stream(self) -> Iterator[tuple[Path, str, bytes, int]]:
+    def _batch(self, batch: int) -> _Batch:
         ld = self.loader
-        if not ld.train:
-            yield from self._raw_samples()
-            return
-        needed = ld.batches_per_epoch * ld.batch_size
-        rng = random.Random(f"{ld.seed}:{self.epoch}:{ld.rank}")
-        buffer: list = []
-        produced = 0
-        while produced < needed:
-            any_sample = False
-            for item in self._raw_samples():  # wraps around if skipped samples left it short
-                any_sample = True
-                if len(buffer) < ld.shuffle_buffer:
-                    buffer.append(item)
-                    continue
-                slot = rng.randrange(len(buffer))
-                buffer[slot], item = item, buffer[slot]
-                yield item
-                produced += 1
-                if produced == needed:
-                    return
-            if not any_sample:
-                raise DataError(f"no readable sample in this rank's share of {ld.tars[0].parent}")
-            rng.shuffle(buffer)
-            while buffer and produced < needed:
-                yield buffer.pop()
-                produced += 1
+        first = batch * ld.batch_size
+        numbers = self.order[first:first + ld.batch_size]
+        shards, within = locate(numbers, ld.shard_counts)
+        wanted: dict[int, list[int]] = defaultdict(list)
+        for shard, position in zip(shards.tolist(), within.tolist()):
+            wanted[shard].append(position)
+        read, samples = 0, {}
+        for shard, positions in wanted.items():
+            got, count = read_samples(ld.shard_index(shard), positions)
+            read += count
+            samples.update({(shard, p): s for p, s in zip(positions, got)})
+        images, labels = [], []
+        for i, (shard, position) in enumerate(zip(shards.tolist(), within.tolist())):
+            key, members = samples[(shard, position)]
+            decoded = self._sample(ld.tars[shard], key, members, first + i)
+            if decoded is not None:
+                images.append(decoded[0])
+                labels.append(decoded[1])
+        pending = ld._pending_skips[:]
+        ld._pending_skips.clear()
+        return _Batch(*self._stack(images, labels, batch), pending, read)
 
-    # -------------------------------------------------------------- batches
+    def _sample(
+        self, tar: Path, key: str, members: dict | str, position: int
+    ) -> tuple[Tensor, int] | None:
+        """The sample's augmented image and label, or None when it is skipped."""
+        ld = self.loader
+        _check_key(key, tar)
+        if isinstance(members, str):
+            ld.bad_sample(tar, key, members)
+            return None
+        payload = members.get(ld.image_extension)
+        label, problem = _label(members, ld.num_classes)
+        problem = "missing image" if not payload else problem
+        if problem:
+            ld.bad_sample(tar, key, problem)
+            return None
+        image = self._decode(tar, key, payload, position)
+        return None if image is None else (image, label)
 
     def _decode(self, tar: Path, key: str, payload: bytes, position: int) -> Tensor | None:
         ld, spec = self.loader, self.loader.spec
@@ -171,7 +164,10 @@ class _RankStream(IterableDataset):
                 grey = torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(1, side, side)
             else:
                 with Image.open(io.BytesIO(payload)) as image:
-                    grey = torch.from_numpy(np.array(image.convert("L"))).unsqueeze(0)
+                    if ld.bit_depth == 16:  # convert("L") would clamp; float keeps 16 bits
+                        grey = torch.from_numpy(np.asarray(image, np.float32).copy())[None]
+                    else:
+                        grey = torch.from_numpy(np.array(image.convert("L"))).unsqueeze(0)
         except Exception as err:  # PIL raises many types for broken files
             ld.bad_sample(tar, key, f"undecodable image ({err})")
             return None
@@ -183,34 +179,6 @@ class _RankStream(IterableDataset):
         top, left, h, w = random_resized_crop_box(grey.shape[-2], grey.shape[-1], rng, spec)
         grey = TF.resized_crop(grey, top, left, h, w, size, antialias=True)
         return TF.horizontal_flip(grey) if rng.random() < spec.flip else grey
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, list[Skip]] | _Failure]:
-        pending = self.loader._pending_skips
-        try:
-            for images, labels in self._batches():
-                yield images, labels, pending[:]
-                pending.clear()
-        except DataError as err:  # handed over as data: a worker's exception would reach the
-            yield _Failure(str(err))  # main process wrapped in its traceback text
-
-    def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
-        ld = self.loader
-        worker = get_worker_info()
-        worker_id, workers = (worker.id, worker.num_workers) if worker else (0, 1)
-        images, labels = [], []
-        for position, (tar, key, payload, label) in enumerate(self._epoch_stream()):
-            batch = position // ld.batch_size
-            mine = batch >= self.start and (batch - self.start) % workers == worker_id
-            if mine:
-                image = self._decode(tar, key, payload, position)
-                if image is not None:
-                    images.append(image)
-                    labels.append(label)
-            if (position + 1) % ld.batch_size == 0 and mine:
-                yield self._stack(images, labels, batch)
-                images, labels = [], []
-        if images:
-            yield self._stack(images, labels, batch)
 
     def _stack(self, images: list[Tensor], labels: list[int], batch: int) -> tuple[Tensor, Tensor]:
         ld = self.loader
@@ -235,7 +203,7 @@ class WebDatasetLoader:
         world_size: int = 1,
         seed: int = 0,
         num_workers: int = 2,
-        shuffle_buffer: int = 512,
+        shuffle_window: int = 0,
         on_bad_sample: str = "error",
         accumulation: int = 1,
         pin_memory: bool = False,
@@ -246,10 +214,11 @@ class WebDatasetLoader:
         self.num_classes = len(load_classes(root))
         self.shard_counts = [shard.samples for shard in info.splits[split].shards]
         self.image_format, self.image_extension = info.image_format, info.image_extension
-        self.raw_size = info.raw_size
+        self.raw_size, self.bit_depth = info.raw_size, info.bit_depth
+        self.values = value_range(info.bit_depth, info.value_offset, spec.window, f"{root}")
         self.split, self.batch_size, self.train, self.spec = split, batch_size, train, spec
         self.rank, self.world_size, self.seed = rank, world_size, seed
-        self.num_workers, self.shuffle_buffer = num_workers, shuffle_buffer
+        self.num_workers, self.shuffle_window = num_workers, shuffle_window
         self.on_bad_sample = on_bad_sample
         self.pin_memory = pin_memory  # for a GPU: batches in page-locked memory, copied async
         self.num_samples = info.splits[split].samples
@@ -257,17 +226,30 @@ class WebDatasetLoader:
             self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}", accumulation
         )
         self.epoch, self.step, self.skipped = 0, 0, 0
+        self._indexes: dict[int, ShardIndex] = {}  # read when first needed, per process
         self._pending_skips: list[Skip] = []  # found in this process, not yet handed over
         self.skipped_samples: dict[tuple[str, str], str] = {}  # this epoch's: problem by key
+        self.bytes_read = 0  # of shard data, this epoch, over all workers
 
     def __len__(self) -> int:
         return self.batches_per_epoch
 
+    def shard_index(self, shard: int) -> ShardIndex:
+        if shard not in self._indexes:
+            self._indexes[shard] = read_index(self.tars[shard], self.shard_counts[shard])
+        return self._indexes[shard]
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The sample numbers (stored order) this rank reads in ``epoch``, batch by batch."""
+        order = rank_order(self.shard_counts, self.seed, epoch, self.rank, self.world_size,
+                           self.train, self.shuffle_window)
+        return order[: self.batches_per_epoch * self.batch_size] if self.train else order
+
     def bad_sample(self, shard: Path, key: str, problem: str) -> None:
         if self.on_bad_sample == "error":
             raise DataError(f"{shard}: sample {key}: {problem}")
-        # Warned, and handed to the main process with the next batch (a DataLoader worker's
-        # own counters die with it): ``skipped_samples`` holds the epoch's, per shard and key.
+        # Warned, and handed to the main process with the batch (a DataLoader worker's own
+        # counters die with it): ``skipped_samples`` holds the epoch's, per shard and key.
         self.skipped += 1
         self._pending_skips.append(Skip(str(shard), key, problem))
         warnings.warn(f"{shard}: sample {key}: {problem}; skipped (data.on_bad_sample=skip)",
@@ -277,11 +259,13 @@ class WebDatasetLoader:
         """Read one of this split's shards and decode its samples (only ``keys``, if given);
         raises :class:`DataError` naming the first bad one (how DALI's errors are made
         specific)."""
-        stream = _RankStream(self, self.epoch, 0)
-        count = self.shard_counts[self.tars.index(tar)]
-        for position, (shard, key, payload, _) in enumerate(stream._read_shard(tar, 0, count)):
-            if keys is None or key in keys:
-                stream._decode(shard, key, payload, position)
+        shard = self.tars.index(tar)
+        index = self.shard_index(shard)
+        positions = [p for p, k in enumerate(index.keys) if keys is None or k in keys]
+        stream = _RankStream(self, self.epoch, 0, np.zeros(0, np.int64))
+        got, _ = read_samples(index, positions)
+        for position, (key, members) in zip(positions, got):
+            stream._sample(tar, key, members, position)
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -290,7 +274,7 @@ class WebDatasetLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         if not self.train:  # evaluation always reads the whole share, from its start
             self.step = 0
-        stream = _RankStream(self, self.epoch, self.step)
+        stream = _RankStream(self, self.epoch, self.step, self.epoch_order(self.epoch))
         loader = DataLoader(
             stream,
             batch_size=None,
@@ -303,17 +287,20 @@ class WebDatasetLoader:
         )
         mean, std = self.spec.mean, self.spec.std
         if self.step == 0:
-            self.skipped_samples = {}
+            self.skipped_samples, self.bytes_read = {}, 0
         for item in loader:
             if isinstance(item, _Failure):
                 raise DataError(item.message)
-            grey, labels, skips = item
-            # every worker reads the whole stream, so a skip at read time comes from each
-            self.skipped_samples.update({(k.shard, k.key): k.problem for k in skips})
+            self.skipped_samples.update({(k.shard, k.key): k.problem for k in item.skips})
+            self.bytes_read += item.bytes_read
             self.step += 1
+            grey, values = item.grey, self.values
             images = torch.empty(grey.shape, dtype=torch.float32, pin_memory=self.pin_memory)
-            torch.div(grey, 255.0, out=images).sub_(mean).div_(std)
-            yield images.expand(-1, 3, -1, -1), labels
+            torch.sub(grey, values.low, out=images).div_(values.span)
+            if values.clip:
+                images.clamp_(0.0, 1.0)
+            images.sub_(mean).div_(std)
+            yield images.expand(-1, 3, -1, -1), item.labels
         self.epoch, self.step = self.epoch + 1, 0
 
     def state_dict(self) -> dict:

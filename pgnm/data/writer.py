@@ -43,7 +43,14 @@ from pgnm.data.manifest import (
     ShardInfo,
     SplitInfo,
 )
-from pgnm.data.shards import Encoding, Record, ShardingError, shard_complete, write_shard
+from pgnm.data.shards import (
+    SIXTEEN_BIT_MODES,
+    Encoding,
+    Record,
+    ShardingError,
+    shard_complete,
+    write_shard,
+)
 
 PLAN_FILE = "plan.json"
 
@@ -67,8 +74,31 @@ def _plan_hash(plan: dict[str, list[Record]], encoding: Encoding, per_shard: int
     digest = hashlib.sha256(json.dumps([asdict(encoding), per_shard]).encode())
     for split in sorted(plan):
         for r in plan[split]:
-            digest.update(f"{split}\t{r.source}\t{r.class_key}\t{r.label}\n".encode())
+            # rendering only when set: the plans of every source without one hash as before
+            rendering = f"\t{r.rendering}" if r.rendering else ""
+            digest.update(f"{split}\t{r.source}\t{r.class_key}\t{r.label}{rendering}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def _value_offset(records: Sequence[Record]) -> int:
+    offsets = sorted({r.value_offset for r in records})
+    if len(offsets) > 1:
+        raise ShardingError(f"the samples have different value offsets {offsets}: a shard "
+                            f"directory has one (dataset.json value_offset)")
+    return offsets[0]
+
+
+def _bit_depth(rows: Sequence[dict]) -> int:
+    """8 or 16, from the modes of the stored images: loaders scale by it, so one set must not
+    mix them (a folder of 8- and 16-bit PNGs is refused, naming one of each)."""
+    sixteen = [r["source"] for r in rows if r["mode"] in SIXTEEN_BIT_MODES]
+    if not sixteen:
+        return 8
+    eight = [r["source"] for r in rows if r["mode"] not in SIXTEEN_BIT_MODES]
+    if eight:
+        raise ShardingError(f"8-bit and 16-bit images mixed (e.g. {eight[0]} and {sixteen[0]} "
+                            f"(16-bit)): convert them to one bit depth")
+    return 16
 
 
 def _claim_output(out: Path, plan_hash: str, overwrite: bool) -> None:
@@ -132,6 +162,7 @@ def write_dataset(
     if not records:
         raise ShardingError("no samples to write")
     out = Path(out)
+    value_offset = _value_offset(records)
     plan = plan_splits(records, seed)
     plan_hash = _plan_hash(plan, encoding, samples_per_shard)
     _claim_output(out, plan_hash, overwrite)
@@ -183,6 +214,8 @@ def write_dataset(
         seed=seed,
         plan_hash=plan_hash,
         splits=splits,
+        bit_depth=_bit_depth(rows),
+        value_offset=value_offset,
     )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore")

@@ -120,12 +120,14 @@ def write_subset(root: Path, out: Path, samples: Mapping[str, tuple[np.ndarray, 
         return out
     classes = load_classes(root)
     names = {c.label: c.key for c in classes}
+    source = load_dataset_info(root)
     records = [Record("train", f"{key}:{samples[key][2]}", names[samples[key][1]],
-                      samples[key][1], pixels=samples[key][0]) for key in keys]
+                      samples[key][1], pixels=samples[key][0],
+                      value_offset=source.value_offset)  # 16-bit: val and test share it
+               for key in keys]
     staged = out.with_name(f".{out.name}.partial")  # renamed into place once complete
     write_dataset(staged, records, classes, "fewshot_subset", samples_per_shard=1000,
                   workers=1, overwrite=True)
-    source = load_dataset_info(root)
     info = load_dataset_info(staged)
     splits = {"train": info.splits["train"], **{s: source.splits[s] for s in ("val", "test")}}
     for split in ("val", "test"):

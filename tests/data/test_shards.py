@@ -6,11 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from pgnm.data.manifest import ClassInfo, ManifestError, read_manifest
+from pgnm.data.manifest import ClassInfo, ManifestError, load_dataset_info, read_manifest
 from pgnm.data.shards import (
     Encoding,
     Record,
+    ShardingError,
+    encode,
     iter_samples,
     shard_complete,
     write_shard,
@@ -109,3 +112,76 @@ def test_a_broken_manifest_or_tar_is_named(written, tmp_path):
             list(iter_samples(out, "train"))
     finally:
         tar.write_bytes(original)
+
+
+# ----------------------------------------------------------------------------- 16-bit grey
+
+
+def grey16(seed: int, shape=(12, 10)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(256, 65536, shape, np.uint16)  # all above 255
+
+
+def test_16_bit_pixels_are_written_and_read_back_as_16_bit(tmp_path):
+    records = [Record("train", f"s{i}", "c", 0, pixels=grey16(i), value_offset=32768)
+               for i in range(3)]
+    flat = np.full((12, 10), 300, np.uint16)  # "L" clamps 300 and 256 alike: not blank here
+    flat[0, 0] = 256
+    records.append(Record("train", "flat", "c", 0, pixels=flat, value_offset=32768))
+    info = write_dataset(tmp_path, records, [ClassInfo(key="c", label=0)], "test", workers=1)
+    assert (info.bit_depth, info.value_offset) == (16, 32768)
+    assert load_dataset_info(tmp_path) == info
+    by_source = {r.source: r for r in records}
+    for sample in iter_samples(tmp_path, "train"):
+        assert sample.pixels.dtype == np.uint16
+        assert np.array_equal(sample.pixels, by_source[sample.source].pixels)
+    rows = read_manifest(tmp_path)
+    assert {r.mode for r in rows} == {"I;16"} and not any(r.blank for r in rows)
+
+
+def test_a_16_bit_png_file_is_kept_byte_for_byte(tmp_path):
+    path = tmp_path / "sixteen.png"
+    Image.fromarray(grey16(0)).save(path)
+    stored, meta = encode(Record("train", "sixteen.png", "c", 0, path=str(path)), Encoding())
+    assert stored == path.read_bytes() and meta["mode"] == "I;16" and not meta["blank"]
+    for image_format in ("jpeg", "raw"):
+        with pytest.raises(ShardingError, match="sixteen.png: a 16-bit image .*only --format png"):
+            encode(Record("train", "sixteen.png", "c", 0, path=str(path)), Encoding(image_format))
+
+
+def test_one_bit_depth_and_one_offset_per_directory(tmp_path):
+    classes = [ClassInfo(key="c", label=0)]
+    mixed = [Record("train", "a", "c", 0, pixels=pixels(0)),
+             Record("train", "b", "c", 0, pixels=grey16(1))]
+    with pytest.raises(ShardingError, match="8-bit and 16-bit images mixed"):
+        write_dataset(tmp_path / "mixed", mixed, classes, "test", workers=1)
+    offsets = [Record("train", "a", "c", 0, pixels=grey16(0), value_offset=0),
+               Record("train", "b", "c", 0, pixels=grey16(1), value_offset=32768)]
+    with pytest.raises(ShardingError, match=r"different value offsets \[0, 32768\]"):
+        write_dataset(tmp_path / "offsets", offsets, classes, "test", workers=1)
+    with pytest.raises(ShardingError, match="s: pixels must be uint8 .* or uint16 .*int32"):
+        encode(Record("train", "s", "c", 0, pixels=np.zeros((4, 4), np.int32)), Encoding())
+
+
+def test_a_new_rendering_is_a_new_plan(tmp_path):
+    classes = [ClassInfo(key="c", label=0)]
+    first = write_dataset(tmp_path, [Record("train", "a", "c", 0, pixels=pixels(0))], classes,
+                          "test", workers=1)
+    again = [Record("train", "a", "c", 0, pixels=pixels(1), rendering="dicom window=lung")]
+    with pytest.raises(ShardingError, match="holds shards of another input or settings"):
+        write_dataset(tmp_path, again, classes, "test", workers=1)
+    assert write_dataset(tmp_path, again, classes, "test", workers=1,
+                         overwrite=True).plan_hash != first.plan_hash
+
+
+def test_manifests_from_before_16_bit_still_read(written, tmp_path):
+    out, _ = written
+    data = json.loads((out / "dataset.json").read_text())
+    assert (data["bit_depth"], data["value_offset"]) == (8, 0)
+    del data["bit_depth"], data["value_offset"]
+    (tmp_path / "dataset.json").write_text(json.dumps(data))
+    assert (load_dataset_info(tmp_path).bit_depth, load_dataset_info(tmp_path).value_offset) == \
+        (8, 0)
+    data.update(bit_depth=16, image_format="jpeg")
+    (tmp_path / "dataset.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="bit_depth 16 needs image_format png"):
+        load_dataset_info(tmp_path)

@@ -1,10 +1,13 @@
 from collections import Counter
 
+import numpy as np
 import pytest
 from helpers import write_folder, write_npz
 
 from pgnm.data import build_loader
-from pgnm.data.manifest import load_dataset_info
+from pgnm.data.manifest import ClassInfo, load_dataset_info
+from pgnm.data.shards import Record
+from pgnm.data.writer import write_dataset
 from pgnm.protocol.subsets import (
     ProtocolDataError,
     prepare_dataset,
@@ -68,6 +71,21 @@ def test_subset_shards_hold_k_samples_and_link_the_full_test_split(tmp_path):
     assert sorted(batch_labels) == sorted(labels[k] for k in keys)
     assert sum(len(y) for _, y in build_loader(config, "test", False)) == 20
     assert all(sources[k].startswith("t.npz:train[") for k in keys)
+
+
+def test_a_subset_of_a_16_bit_set_keeps_its_bit_depth_and_offset(tmp_path):
+    rng = np.random.default_rng(0)
+    records = [Record(split, f"{split}{i}", f"c{i % 2}", i % 2, value_offset=32768,
+                      pixels=rng.integers(0, 65536, (8, 8), np.uint16))
+               for split in ("train", "val", "test") for i in range(4)]
+    classes = [ClassInfo(key="c0", label=0), ClassInfo(key="c1", label=1)]
+    write_dataset(tmp_path / "shards", records, classes, "dicom_to_wds", workers=1)
+    labels, _ = train_labels(tmp_path / "shards")
+    keys = stratified_sample(labels, 2, seed=0)
+    subset = write_subset(tmp_path / "shards", tmp_path / "k2",
+                          read_samples(tmp_path / "shards", set(keys)), keys)
+    assert (load_dataset_info(subset).bit_depth, load_dataset_info(subset).value_offset) == \
+        (16, 32768)
 
 
 def test_folder_sets_are_sharded_and_bad_sources_named(tmp_path):

@@ -1,0 +1,93 @@
+"""Which samples a rank reads in an epoch, and in what order: a pure function of the plan.
+
+The order is computed from ``dataset.json``'s sample counts alone, before anything is read,
+so every DataLoader worker knows which samples its batches hold and reads only those; the
+batches do not depend on the worker count, and resuming at (epoch, step) reads nothing of the
+batches already done.
+
+Two levels of shuffling, both fresh every epoch:
+
+1. **Shard order** (:func:`shard_order`): the split's shards are permuted with a seed shared
+   by all ranks; the permuted concatenation is cut into contiguous rank ranges
+   (:func:`pgnm.data.spec.rank_range`). So each epoch a rank reads different shards, and
+   DALI's reader, given the same permuted list, gives every rank the same samples.
+2. **Samples within the rank's range** (:func:`rank_order`): a full permutation by default,
+   or a streaming buffer of ``window`` samples. Reads are by byte range through the shard
+   index, so the window holds sample numbers, not images: a full shuffle costs no memory,
+   only read locality (a batch's samples come from anywhere in the range).
+
+Why the default is a full shuffle: with a window, two samples of the same shard stay within
+about ``window`` positions of each other every epoch, so they share a batch again far more
+often than chance. Of the pairs sharing a batch, about ``S / window`` come from one shard
+(S samples per shard) and those meet again with probability about ``B / window``; a full
+shuffle makes every pair meet again with probability about ``(B - 1) / (N - 1)``. A window of
+at least ``sqrt(S N)`` samples keeps the excess below 2x (``tests/data/test_order.py``).
+
+Evaluation reads the stored order: rank r's contiguous range, shards not permuted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pgnm.data.spec import rank_range
+from pgnm.seeds import derive
+
+_SHARDS, _SAMPLES = 1, 2  # the two seed streams, kept apart
+
+
+def shard_order(num_shards: int, seed: int, epoch: int, train: bool) -> np.ndarray:
+    """The epoch's shard order (indices into the split's shard list); identity for
+    evaluation. The same on every rank."""
+    if not train:
+        return np.arange(num_shards)
+    return np.random.default_rng(derive(seed, epoch, _SHARDS)).permutation(num_shards)
+
+
+def rank_order(
+    shard_counts: list[int],
+    seed: int,
+    epoch: int,
+    rank: int,
+    world_size: int,
+    train: bool,
+    window: int = 0,
+) -> np.ndarray:
+    """The samples rank ``rank`` reads this epoch, in order, as indices into the split's
+    stored order (shard by shard, as ``dataset.json`` lists them). ``window`` 0 shuffles the
+    whole range; otherwise a streaming buffer of that many samples. Training callers take the
+    first ``batches_per_epoch * batch_size``."""
+    counts = np.asarray(shard_counts, dtype=np.int64)
+    firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    order = shard_order(len(counts), seed, epoch, train)
+    stream = np.concatenate(
+        [np.arange(firsts[s], firsts[s] + counts[s]) for s in order] or [np.zeros(0, np.int64)]
+    )
+    start, stop = rank_range(len(stream), rank, world_size)
+    share = stream[start:stop]
+    if not train:
+        return share
+    rng = np.random.default_rng(derive(seed, epoch, rank, _SAMPLES))
+    if window <= 0 or window >= len(share):
+        return rng.permutation(share)
+    return _buffer_shuffle(share, window, rng)
+
+
+def _buffer_shuffle(stream: np.ndarray, window: int, rng: np.random.Generator) -> np.ndarray:
+    """What a streaming shuffle buffer of ``window`` samples emits: each incoming sample
+    replaces a random one in the buffer, which goes out; the rest leaves shuffled at the end."""
+    slots = rng.integers(0, window, size=max(0, len(stream) - window))
+    buffer = stream[:window].copy()
+    out = np.empty_like(stream)
+    for i, (incoming, slot) in enumerate(zip(stream[window:], slots)):
+        out[i] = buffer[slot]
+        buffer[slot] = incoming
+    out[len(slots):] = rng.permutation(buffer)
+    return out
+
+
+def locate(sample: np.ndarray | int, shard_counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(shard index, index within the shard) of stored-order sample numbers."""
+    ends = np.cumsum(np.asarray(shard_counts, dtype=np.int64))
+    shard = np.searchsorted(ends, sample, side="right")
+    return shard, np.asarray(sample) - (ends[shard] - np.asarray(shard_counts)[shard])
