@@ -32,7 +32,7 @@ from pgnm.data.manifest import (
     load_dataset_info,
     read_manifest,
 )
-from pgnm.data.shards import SIXTEEN_BIT_MODES
+from pgnm.data.shards import SIXTEEN_BIT_MODES, image_error
 
 
 def _decode(payload: bytes, image_format: str, raw_size: int | None) -> int:
@@ -71,7 +71,7 @@ def _check_webdataset(tar: Path, ext: str, info, expected: dict[str, int]) -> tu
             try:
                 depth = _decode(sample[ext], info.image_format, info.raw_size)
             except Exception as err:  # PIL raises many types
-                problems.append(f"{where}: image does not decode ({err})")
+                problems.append(f"{where}: image does not decode ({image_error(err)})")
                 continue
             if depth != info.bit_depth:  # a loader would scale it by the wrong maximum
                 problems.append(f"{where}: {depth}-bit image, dataset.json says {info.bit_depth}")

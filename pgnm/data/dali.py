@@ -25,6 +25,7 @@ from torch import Tensor
 
 from pgnm.data.manifest import check_shard_sizes, load_classes, split_shards
 from pgnm.data.order import locate, rank_order, shard_order
+from pgnm.data.spans import check_index_headers
 from pgnm.data.spec import (
     AugmentSpec,
     DataError,
@@ -74,6 +75,7 @@ class DaliLoader:
                                   f"{root}")
         self.num_samples = self.info.splits[split].samples
         self.shard_counts = [shard.samples for shard in self.info.splits[split].shards]
+        check_index_headers(self.tars, self.shard_counts)
         self.batches_per_epoch = batches_per_epoch(
             self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}", accumulation
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -95,6 +96,12 @@ def _png_bytes(pixels: np.ndarray, source: str) -> bytes:
     return buffer.getvalue()
 
 
+def image_error(err: Exception) -> str:
+    """What PIL's exception says about a payload, without the in-memory file's address it puts
+    in the message (``<_io.BytesIO object at 0x...>``): the same bad image reads the same."""
+    return re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(err)) or type(err).__name__
+
+
 def _psnr(reference: np.ndarray, test: np.ndarray) -> float:
     mse = float(np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
@@ -119,7 +126,8 @@ def encode(record: Record, encoding: Encoding) -> tuple[bytes, dict]:
             # convert("L") clamps 16-bit values to 255: a 16-bit image keeps its own values
             grey = np.asarray(image if mode in SIXTEEN_BIT_MODES else image.convert("L"))
     except Exception as err:  # PIL raises many types for broken files
-        raise ShardingError(f"{record.source}: not a decodable image ({err})") from None
+        raise ShardingError(f"{record.source}: not a decodable image ({image_error(err)})"
+                            ) from None
     if mode in SIXTEEN_BIT_MODES and encoding.image_format != "png":
         raise ShardingError(
             f"{record.source}: a 16-bit image ({mode}); only --format png stores 16 bits "
@@ -283,7 +291,8 @@ def iter_samples(
             try:
                 pixels = decode_pixels(sample[ext], info.image_format, info.raw_size)
             except Exception as err:  # PIL raises many types for broken files
-                raise DataError(f"{tar}: sample {key}: undecodable image ({err})") from None
+                raise DataError(f"{tar}: sample {key}: undecodable image ({image_error(err)})"
+                                ) from None
             meta = json.loads(sample["json"]) if sample.get("json") else {}
             yield ShardSample(
                 key, label, meta.get("class_key", ""), meta.get("source", key), pixels

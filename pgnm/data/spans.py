@@ -73,6 +73,26 @@ def read_index(tar: Path, expected_samples: int) -> ShardIndex:
     return ShardIndex(tar, keys, np.asarray(starts, np.int64), np.asarray(ends, np.int64))
 
 
+def check_index_headers(tars: list[Path], expected: list[int]) -> None:
+    """Each shard index's declared sample count against ``dataset.json``'s plan, reading one
+    line per index: what a loader that leaves the index to DALI can check cheaply up front
+    (DALI itself would read a short index as a shorter epoch, or stop on an assert)."""
+    for tar, samples in zip(tars, expected, strict=True):
+        index = tar.with_suffix(".idx")
+        try:
+            with open(index) as handle:
+                header = handle.readline().split()
+            declared = int(header[1])
+        except OSError as err:
+            raise DataError(f"{index}: cannot read the shard index ({err.strerror})") from None
+        except (IndexError, ValueError):
+            raise DataError(f"{index}: malformed shard index (no 'v1.2 <samples>' header)"
+                            ) from None
+        if declared != samples:
+            raise DataError(f"{tar}: its index lists {declared} samples, dataset.json plans "
+                            f"{samples}; rewrite the shard or rerun the converter")
+
+
 def read_samples(
     index: ShardIndex, positions: list[int]
 ) -> tuple[list[tuple[str, dict[str, bytes] | str]], int]:

@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pgnm.data.manifest import check_shard_sizes, load_classes, split_shards
 from pgnm.data.order import locate, rank_order
+from pgnm.data.shards import image_error
 from pgnm.data.spans import ShardIndex, read_index, read_samples
 from pgnm.data.spec import (
     AugmentSpec,
@@ -169,7 +170,7 @@ class _RankStream(IterableDataset):
                     else:
                         grey = torch.from_numpy(np.array(image.convert("L"))).unsqueeze(0)
         except Exception as err:  # PIL raises many types for broken files
-            ld.bad_sample(tar, key, f"undecodable image ({err})")
+            ld.bad_sample(tar, key, f"undecodable image ({image_error(err)})")
             return None
         size = [spec.image_size, spec.image_size]
         if not ld.train:
@@ -304,7 +305,11 @@ class WebDatasetLoader:
         self.epoch, self.step = self.epoch + 1, 0
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "step": self.step}
+        # the epoch's skips so far travel with the position: a resumed epoch still counts
+        # (and names) the samples skipped before the interruption
+        skipped = [(shard, key, problem) for (shard, key), problem in self.skipped_samples.items()]
+        return {"epoch": self.epoch, "step": self.step, "skipped": skipped}
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.step = state["epoch"], state["step"]
+        self.skipped_samples = {(s, k): p for s, k, p in state.get("skipped", [])}

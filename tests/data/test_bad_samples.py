@@ -110,6 +110,21 @@ def test_dali_raises_instead_of_hanging(tmp_path, case):
         list(loader)
 
 
+def test_skips_before_a_resume_still_count_in_the_epoch(tmp_path):
+    root = build(tmp_path, samples_with("corrupt image"))
+    whole = wds(root, "skip")
+    list(whole)
+    interrupted = wds(root, "skip")
+    for _ in interrupted:  # stop right after the batch that skipped
+        if interrupted.skipped_samples:
+            break
+    resumed = wds(root, "skip")
+    resumed.load_state_dict(interrupted.state_dict())
+    list(resumed)
+    assert resumed.skipped_samples == whole.skipped_samples
+    assert list(whole.skipped_samples) == [(str(root / "train" / "shard-000000.tar"), "s0003")]
+
+
 def test_truncated_tar(tmp_path):
     root = build(tmp_path, [good(i) for i in range(8)], truncate=True)
     with pytest.raises(DataError, match="shard-000000.tar: sample s000[0-9]: the tar ends at"):

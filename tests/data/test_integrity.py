@@ -66,6 +66,20 @@ def test_a_truncated_shard_is_refused_before_training_naming_it(intact, tmp_path
         _loaders(root)[loader]()
 
 
+@pytest.mark.parametrize("loader", ["webdataset", "dali"])
+def test_an_index_that_disagrees_with_the_plan_is_refused_naming_the_shard(intact, tmp_path,
+                                                                          loader):
+    root = tmp_path / "shards"
+    shutil.copytree(intact, root)
+    index = sorted((root / "train").glob("*.idx"))[1]
+    lines = index.read_text().splitlines()
+    header = lines[0].split()
+    index.write_text(f"{header[0]} {int(header[1]) - 1}\n" + "\n".join(lines[1:-1]) + "\n")
+    with pytest.raises(DataError, match=f"{index.with_suffix('.tar')}: its index lists 7 "
+                                        "samples.*dataset.json plans 8"):
+        list(_loaders(root)[loader]())
+
+
 def test_an_intact_dataset_reads_in_both_loaders(intact):
     for make in _loaders(intact).values():
         labels = [int(label) for _, batch in make() for label in batch]
