@@ -43,7 +43,6 @@ from data_tools.radimagenet_to_wds import main as shard_release
 from data_tools.verify import main as verify
 from pgnm.data import DaliLoader, WebDatasetLoader
 from pgnm.data.manifest import split_shards
-from pgnm.data.order import locate
 from pgnm.data.spec import AugmentSpec
 
 BATCH, CROP, SHARD_SIZE = 32, 224, 1000
@@ -109,12 +108,7 @@ def read_epoch(make_loader, tars: list[Path]) -> dict:
         "storage_read_vs_tar_bytes": round((_storage_reads() - reads0) / stored, 4),
     }
     if isinstance(loader, WebDatasetLoader):
-        numbers = loader.epoch_order(0)
-        shard, position = locate(numbers, loader.shard_counts)
-        spans = sum(
-            int(loader.shard_index(s).ends[p] - loader.shard_index(s).starts[p])
-            for s, p in zip(shard.tolist(), position.tolist())
-        )
+        spans = loader.sample_bytes(loader.epoch_order(0))
         result["bytes_read_vs_sample_bytes"] = round(loader.bytes_read / spans, 6)
     return result
 

@@ -115,10 +115,9 @@ class DataConfig(_Section):
     root: str | None = None  # shard directory, as pgnm.data writes it (data_tools converts)
     # auto: DALI where it is installed, else the webdataset loader (same batches, same spec)
     loader: Literal["auto", "dali", "webdataset"] = "auto"
-    # Each epoch the shard order is permuted across ranks, then samples are shuffled within a
-    # rank's range: by the webdataset loader over shuffle_window samples (0: the whole range;
-    # it holds sample numbers, not images), by DALI's reader in a buffer of shuffle_buffer
-    # encoded images (memory). See pgnm/data/order.py for what a small window costs.
+    # Per epoch, shards are permuted across ranks, then samples shuffled in a rank's range
+    # (pgnm/data/order.py): webdataset over shuffle_window sample numbers (0: all of them),
+    # DALI in a buffer of shuffle_buffer encoded images
     shuffle_window: int = Field(0, ge=0)
     shuffle_buffer: int = Field(512, ge=1)
     # error: stop naming the shard and key; skip: drop the sample, count it, keep going
@@ -129,10 +128,9 @@ class DataConfig(_Section):
     batch_size: int = Field(32, ge=1)  # per rank
     image_size: int = Field(224, ge=8)  # training crop; also the mask's output size
     eval_resize: int = Field(256, ge=8)
-    # 16-bit data sets (dicom_to_wds --bit-depth 16): the window (low, high), in the data's
-    # own units (Hounsfield for CT), mapped to 0..1 and clipped before mean/std; unset: the
-    # whole stored range 0..65535 maps to 0..1. 8-bit data sets are already windowed.
-    window: tuple[float, float] | None = Field(None, strict=False)  # YAML gives a list
+    # 16-bit data sets only: (low, high) in the data's units (HU for CT) mapped to 0..1 and
+    # clipped; unset: 0..65535 maps to 0..1. Not strict: YAML gives a list
+    window: tuple[float, float] | None = Field(None, strict=False)
     mean: float = 0.3162  # RadImageNet grey-level statistics, replicated over 3 channels
     std: float = Field(0.3213, gt=0.0)
     num_workers: int = Field(2, ge=0)

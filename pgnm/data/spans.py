@@ -48,9 +48,8 @@ def read_index(tar: Path, expected_samples: int) -> ShardIndex:
     except OSError as err:
         raise DataError(f"{index}: cannot read the shard index ({err.strerror})") from None
     keys, starts, ends = [], [], []
+    declared = _declared_samples(lines[0] if lines else "", index)
     try:
-        header = lines[0].split()
-        declared = int(header[1])
         for number, line in enumerate(lines[1:], start=2):
             fields = line.split()
             if not fields or len(fields) % 4:
@@ -73,6 +72,14 @@ def read_index(tar: Path, expected_samples: int) -> ShardIndex:
     return ShardIndex(tar, keys, np.asarray(starts, np.int64), np.asarray(ends, np.int64))
 
 
+def _declared_samples(header: str, index: Path) -> int:
+    """The sample count an index's first line (``v1.2 <samples>``) declares."""
+    try:
+        return int(header.split()[1])
+    except (IndexError, ValueError):
+        raise DataError(f"{index}: malformed shard index (no 'v1.2 <samples>' header)") from None
+
+
 def check_index_headers(tars: list[Path], expected: list[int]) -> None:
     """Each shard index's declared sample count against ``dataset.json``'s plan, reading one
     line per index: what a loader that leaves the index to DALI can check cheaply up front
@@ -81,13 +88,9 @@ def check_index_headers(tars: list[Path], expected: list[int]) -> None:
         index = tar.with_suffix(".idx")
         try:
             with open(index) as handle:
-                header = handle.readline().split()
-            declared = int(header[1])
+                declared = _declared_samples(handle.readline(), index)
         except OSError as err:
             raise DataError(f"{index}: cannot read the shard index ({err.strerror})") from None
-        except (IndexError, ValueError):
-            raise DataError(f"{index}: malformed shard index (no 'v1.2 <samples>' header)"
-                            ) from None
         if declared != samples:
             raise DataError(f"{tar}: its index lists {declared} samples, dataset.json plans "
                             f"{samples}; rewrite the shard or rerun the converter")

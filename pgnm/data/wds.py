@@ -246,6 +246,13 @@ class WebDatasetLoader:
                            self.train, self.shuffle_window)
         return order[: self.batches_per_epoch * self.batch_size] if self.train else order
 
+    def sample_bytes(self, numbers: np.ndarray) -> int:
+        """Bytes of the tar spans holding samples ``numbers`` (stored order): what reading
+        them once costs, the yardstick of ``bytes_read``."""
+        shards, positions = locate(numbers, self.shard_counts)
+        return sum(int(self.shard_index(s).ends[p] - self.shard_index(s).starts[p])
+                   for s, p in zip(shards.tolist(), positions.tolist()))
+
     def bad_sample(self, shard: Path, key: str, problem: str) -> None:
         if self.on_bad_sample == "error":
             raise DataError(f"{shard}: sample {key}: {problem}")

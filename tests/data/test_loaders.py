@@ -9,7 +9,6 @@ import torch
 from pgnm.config import load_config
 from pgnm.data import DaliLoader, WebDatasetLoader, build_loader, choose_loader
 from pgnm.data.manifest import ClassInfo
-from pgnm.data.order import locate
 from pgnm.data.shards import Record
 from pgnm.data.spec import AugmentSpec, DataError, rank_range
 from pgnm.data.writer import write_dataset
@@ -105,15 +104,6 @@ def test_resume_mid_epoch_gives_identical_batches(kind, shards):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
-def span_bytes(loader, numbers) -> int:
-    """Bytes of the tar spans holding the samples ``numbers`` (stored order)."""
-    shard, position = locate(np.asarray(numbers), loader.shard_counts)
-    return sum(
-        int(loader.shard_index(s).ends[p] - loader.shard_index(s).starts[p])
-        for s, p in zip(shard.tolist(), position.tolist())
-    )
-
-
 def test_webdataset_batches_do_not_depend_on_the_worker_count(shards):
     runs = [list(make("webdataset", shards, "train", True, num_workers=w)) for w in (0, 2, 4)]
     for batches in runs[1:]:
@@ -131,14 +121,14 @@ def test_an_epoch_reads_each_sample_once_whatever_the_worker_count(shards, worke
     labels = torch.cat([labels for _, labels in training]).tolist()
     numbers = training.epoch_order(0)
     assert len(set(numbers.tolist())) == len(numbers) == len(labels) == 8
-    assert training.bytes_read == span_bytes(training, numbers)  # what it trains on, once
+    assert training.bytes_read == training.sample_bytes(numbers)  # what it trains on, once
 
 
 def test_resuming_mid_epoch_reads_only_the_batches_left(shards):
     loader = make("webdataset", shards, "train", True, num_workers=2)
     loader.load_state_dict({"epoch": 1, "step": 3})
     assert len(list(loader)) == 2
-    assert loader.bytes_read == span_bytes(loader, loader.epoch_order(1)[12:])
+    assert loader.bytes_read == loader.sample_bytes(loader.epoch_order(1)[12:])
 
 
 def test_too_few_samples_for_a_batch_per_rank(shards):
