@@ -42,24 +42,27 @@ def _search_config(shards: Path, run_dir: Path) -> Path:
 
 
 def _kill_a_trial_after_its_first_checkpoint(tune_dir: Path, killed: list, stop: threading.Event):
-    """SIGKILL the worker process of the first trial whose first checkpointed result the driver
-    has recorded (result.json is written after the checkpoint is registered)."""
+    """SIGKILL the worker process of a trial whose first checkpointed result the driver has
+    recorded (result.json is written after the checkpoint is registered). Every such trial is a
+    candidate: the first one to checkpoint may already be gone (ASHA can stop it at its first
+    rung), so the search moves on to whichever candidate still has a live worker."""
     while not stop.is_set():
-        found = [c.parent for c in sorted(tune_dir.glob("*/checkpoint_000000"))
-                 if (c.parent / "result.json").exists() and (c.parent / "result.json").read_text()]
-        if found:
-            trial_dir = found[0].name
+        candidates = {c.parent.name for c in tune_dir.glob("*/checkpoint_000000")
+                      if (c.parent / "result.json").exists()
+                      and (c.parent / "result.json").read_text()}
+        if candidates:
             for pid in subprocess.run(["pgrep", "-f", "ray::ImplicitFunc.train"],
                                       capture_output=True, text=True).stdout.split():
                 try:
                     cwd = os.readlink(f"/proc/{pid}/cwd")
                 except OSError:
                     continue
-                if cwd.endswith(trial_dir):
+                trial_dir = next((c for c in sorted(candidates) if cwd.endswith(c)), None)
+                if trial_dir is not None:
                     os.kill(int(pid), signal.SIGKILL)
                     killed.append(trial_dir)
                     return
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def test_asha_search_end_to_end(tiny_shards, tmp_path):
