@@ -3,9 +3,11 @@
     python launch/tune.py --config configs/tune/<name>.yaml [key=value ...]
 
 The config is a pretrain config with a ``tune:`` section (search space, scheduler, metric;
-see ``pgnm/tune``). Starts a local Ray under <run_dir>/<name>/ray unless tune.address is set
-("auto" joins a running cluster). Writes <run_dir>/<name>/: best.yaml (a config that
-launch/pretrain.py takes unchanged), trials.csv, trials.md, search.png, search.json.
+see ``pgnm/tune``). Starts a local Ray (loopback only) under <run_dir>/<name>/ray unless
+tune.address is set ("auto" joins a running cluster; tune.storage is then where every node
+keeps checkpoints). Writes <run_dir>/<name>/: best.yaml (a config that launch/pretrain.py
+takes unchanged), trials.csv, trials.md, search.png, search.json. Run again after a crash, the
+same command continues the search (tune.resume=auto).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     with reported_as_one_line("tune"):
         check(config)  # before Ray starts: a bad key should cost a second, not a cluster
-    summary = run_search(config)
+        summary = run_search(config)  # and an unreachable tune.address, one line
     best = summary.get("best")
     if best is None:
         print("no trial produced a score; see trials.md", file=sys.stderr)

@@ -3,7 +3,8 @@
 One idiom for the whole project (shards, indexes, manifests, checkpoints' metadata, summaries,
 PNGs): write beside the target under a hidden temporary name, flush it to the disk when the file
 must survive a power cut (``durable``), then ``os.replace`` it into place (atomic within one
-file system).
+file system). Secrets (``create_private``) are created the same way, owner-only from the start,
+and never replace an existing file.
 """
 
 from __future__ import annotations
@@ -36,3 +37,29 @@ def atomic_write(path: str | Path, data: str | bytes, *, durable: bool = True) -
     with atomic_path(path, durable=durable) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     return Path(path)
+
+
+def create_private(path: str | Path, data: str | bytes) -> bool:
+    """Create ``path`` with ``data``, readable by its owner only (secrets: tokens, keys);
+    returns False, leaving it untouched, when it exists already.
+
+    The file has mode 0600 from its first byte (no window in which a chmod has yet to run)
+    and appears whole or not at all: written under a temporary name, then linked into place,
+    which fails rather than replaces when another process got there first.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)

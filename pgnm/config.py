@@ -150,6 +150,12 @@ class EngineConfig(_Section):
     checkpoint_every: int = Field(0, ge=0)  # steps between mid-epoch checkpoints; 0 = per epoch
     checkpoint_keep: int = Field(2, ge=1)  # complete checkpoints kept; older ones are deleted
     checkpoints: bool = True  # false: none at all, for runs cheaper to redo than to resume
+    # true: sample order, noise and running statistics follow the global batch, so a checkpoint
+    # resumes at another world size (ZeRO 0, webdataset loader); false: per-rank streams.
+    elastic: bool = False
+    # Node-local space (temporary files, kernel caches); null = the node's TMPDIR. Checkpoints
+    # go to run_dir, which every node of a multi-node run must mount at the same path.
+    scratch_dir: str | None = None
 
 
 class TrackingConfig(_Section):
@@ -190,6 +196,12 @@ class TuneConfig(_Section):
     address: str | None = None  # null = start a local Ray; "auto" joins a running cluster
     num_cpus: int | None = Field(None, ge=1)  # local Ray only; null = all cores
     dashboard: bool = False
+    # Where Tune keeps experiment state and trial checkpoints (<storage>/<name>): on a cluster,
+    # trials write checkpoints from whichever node runs them, so every node must reach it (a
+    # shared path or a pyarrow/fsspec URI such as s3://bucket/x). null = <run_dir>/<name>/tune.
+    storage: str | None = None
+    # auto: the same command after a crash continues the search, finished trials kept.
+    resume: Literal["auto", "never"] = "auto"
     search_space: dict[str, Any] = Field(default_factory=dict)  # dotted key -> Tune domain spec
 
 

@@ -51,3 +51,9 @@ def separate_stream(seed: int, device: torch.device) -> Iterator[None]:
         if cuda:
             torch.cuda.manual_seed(seed)  # the current device only
         yield
+
+
+def seed_slot(seed: int, global_step: int, slot: int) -> None:
+    """The stream for masks and dropout of one slot of one global batch (``engine.elastic``):
+    a function of where the micro-batch sits in the run, not of the rank that computes it."""
+    _seed_all(derive(seed, global_step, slot))

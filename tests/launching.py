@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+
+import torch
+
+from pgnm.train.checkpoint import complete_checkpoints, deepspeed_types, safe_load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,9 +122,151 @@ def train(
     return result
 
 
+def listening_sockets(root: int) -> set[tuple[str, str, int]]:
+    """(process name, address, port) of every listening TCP and bound UDP socket held by the
+    process ``root`` and its descendants, now."""
+    import psutil
+
+    found = set()
+    try:
+        tree = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return found
+    for proc in tree:
+        try:
+            name = proc.name()
+            for conn in proc.net_connections(kind="inet"):
+                tcp_listen = conn.type == socket.SOCK_STREAM and conn.status == psutil.CONN_LISTEN
+                if tcp_listen or (conn.type == socket.SOCK_DGRAM and conn.laddr):
+                    found.add((name, conn.laddr.ip, conn.laddr.port))
+        except psutil.Error:  # it ended between the listing and the look
+            continue
+    return found
+
+
+def _loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip.split("%")[0])
+    mapped = getattr(address, "ipv4_mapped", None)  # gRPC reports IPv4 as ::ffff:127.0.0.1
+    return (mapped or address).is_loopback
+
+
+def not_loopback(sockets: set[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    return sorted(s for s in sockets if not _loopback(s[1]))
+
+
+class ListenerSampler(threading.Thread):
+    """Samples ``listening_sockets`` of the process whose command line holds ``marker`` (and
+    ``script``) until stopped: for trees started by code the test does not hold a handle on."""
+
+    def __init__(self, marker: str, script: str = "tune.py", every_s: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.marker, self.script, self.every_s = marker, script, every_s
+        self.seen: set[tuple[str, str, int]] = set()
+        self._stop_event = threading.Event()
+
+    def _root(self) -> int | None:
+        import psutil
+
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if self.marker in cmdline and self.script in cmdline:
+                return proc.pid
+        return None
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            root = self._root()
+            if root is not None:
+                self.seen |= listening_sockets(root)
+            time.sleep(self.every_s)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=30)
+
+    def exposed(self) -> list[tuple[str, str, int]]:
+        return not_loopback(self.seen)
+
+
+def train_watching_sockets(
+    script: str, ranks: int, shards: Path, run_dir: Path, *overrides: str
+) -> set[tuple[str, str, int]]:
+    """A run that must succeed, and every socket its process tree listened on meanwhile."""
+    proc = subprocess.Popen(command(script, ranks, shards, run_dir, *overrides), cwd=ROOT,
+                            env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.append(proc.stdout.read()))
+    reader.start()  # drains the pipe so the run never blocks on a full one
+    seen: set[tuple[str, str, int]] = set()
+    while proc.poll() is None:
+        seen |= listening_sockets(proc.pid)
+        time.sleep(0.2)
+    reader.join()
+    assert proc.returncode == 0, output[0][-4000:]
+    return seen
+
+
 def summary(run_dir: Path, name: str) -> dict:
     return json.loads((run_dir / name / "summary.json").read_text())
 
 
 def train_samples(shards: Path) -> int:
     return json.loads((shards / "dataset.json").read_text())["splits"]["train"]["samples"]
+
+
+def logged_steps(out: Path) -> list[int]:
+    path = out / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    return [json.loads(line)["step"] for line in lines if '"kind": "step"' in line]
+
+
+def _tensors(tree: object, prefix: str = "") -> dict[str, torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return {prefix: tree}
+    items = tree.items() if isinstance(tree, dict) else (
+        enumerate(tree) if isinstance(tree, (list, tuple)) else ())
+    found: dict[str, torch.Tensor] = {}
+    for key, value in items:
+        found.update(_tensors(value, f"{prefix}/{key}"))
+    return found
+
+
+def final_state(out: Path) -> dict[str, torch.Tensor]:
+    """Every tensor a run ends with: model, policy (running state included), and the final
+    checkpoint (optimizer state, ZeRO partitions, RNG states, loader positions)."""
+    state = {}
+    for name in ("model/model.pt", "model/policy.pt"):
+        state.update(_tensors(safe_load(out / name), name))
+    final = complete_checkpoints(out / "checkpoints")[-1]
+    for path in sorted(final.rglob("*.pt")):
+        tree = safe_load(path, allowed=deepspeed_types())
+        state.update(_tensors(tree, str(path.relative_to(final))))
+    return state
+
+
+def kill_after(cmd: list[str], out: Path, kill: str) -> dict:
+    """Start ``cmd``; once the checkpoint the cell is about (the first mid-epoch one, or the
+    first at an epoch boundary) is complete and the run has logged a step after it, SIGKILL
+    the whole process tree. Returns the position of the checkpoint a resume will start from."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=environment(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, target = time.monotonic() + 600, None
+    while True:
+        assert proc.poll() is None, "the run ended before the kill"
+        assert time.monotonic() < deadline
+        if target is None:
+            for path in complete_checkpoints(out / "checkpoints"):
+                position = json.loads((path / "complete.json").read_text())
+                if (position["step_in_epoch"] == 0) == (kill == "boundary"):
+                    target = position["global_step"]
+                    break
+        if target is not None and any(step > target for step in logged_steps(out)):
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and every rank, no clean-up
+    proc.wait()
+    newest = complete_checkpoints(out / "checkpoints")[-1]
+    return json.loads((newest / "complete.json").read_text())

@@ -22,6 +22,7 @@ from pgnm.config import Config
 from pgnm.data.dali import DaliLoader, dali_available
 from pgnm.data.spec import AugmentSpec, DataError
 from pgnm.data.wds import WebDatasetLoader
+from pgnm.errors import ConfigError
 
 
 class Loader(Protocol):
@@ -37,11 +38,17 @@ class Loader(Protocol):
 
 
 def choose_loader(config: Config) -> str:
-    """The loader ``data.loader`` asks for; ``auto`` prefers DALI unless samples may be skipped."""
+    """The loader ``data.loader`` asks for; ``auto`` prefers DALI unless samples may be skipped
+    or the run is elastic."""
     choice = config.data.loader
     if choice == "auto":
-        usable = dali_available() and config.data.on_bad_sample == "error"
+        usable = (dali_available() and config.data.on_bad_sample == "error"
+                  and not config.engine.elastic)
         return "dali" if usable else "webdataset"
+    if choice == "dali" and config.engine.elastic:
+        raise ConfigError("engine.elastic=true needs data.loader=webdataset (or auto): DALI's "
+                          "reader assigns shards to ranks itself and keeps its position per "
+                          "rank, so its order cannot follow a change of world size")
     if choice == "dali" and not dali_available():
         raise DataError("data.loader=dali but nvidia-dali is not installed; use auto or webdataset")
     return choice
@@ -88,7 +95,7 @@ def build_loader(
     return WebDatasetLoader(
         **common, num_workers=data.num_workers, on_bad_sample=data.on_bad_sample,
         shuffle_window=data.shuffle_window,
-        pin_memory=device_id is not None,
+        pin_memory=device_id is not None, elastic=config.engine.elastic,
     )
 
 

@@ -24,6 +24,13 @@ shuffle makes every pair meet again with probability about ``(B - 1) / (N - 1)``
 at least ``sqrt(S N)`` samples keeps the excess below 2x (``tests/data/test_order.py``).
 
 Evaluation reads the stored order: rank r's contiguous range, shards not permuted.
+
+**Elastic order** (:func:`elastic_rank_order`, ``engine.elastic``): one order of the whole
+split per epoch, the same whatever the world size, cut into global batches of
+``batch x world x accumulation`` samples. Micro-batch ``a`` of rank ``r`` in a global batch
+is its slot ``a * world + r``, so world 2 without accumulation and world 1 with two
+micro-batches read the same global batches, slot for slot, and a checkpoint taken by one
+resumes in the other. The price is locality: every rank reads from every shard.
 """
 
 from __future__ import annotations
@@ -71,6 +78,38 @@ def rank_order(
     if window <= 0 or window >= len(share):
         return rng.permutation(share)
     return _buffer_shuffle(share, window, rng)
+
+
+def elastic_rank_order(
+    shard_counts: list[int],
+    seed: int,
+    epoch: int,
+    rank: int,
+    world_size: int,
+    batch_size: int,
+    accumulation: int,
+    window: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sample numbers, their positions in the epoch's global order) of the micro-batches
+    rank ``rank`` reads, batch after batch: every global batch's slot ``a * world + rank``
+    for ``a`` in ``range(accumulation)``. Whole global batches only."""
+    counts = np.asarray(shard_counts, dtype=np.int64)
+    firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    order = shard_order(len(counts), seed, epoch, True)
+    stream = np.concatenate(
+        [np.arange(firsts[s], firsts[s] + counts[s]) for s in order] or [np.zeros(0, np.int64)]
+    )
+    rng = np.random.default_rng(derive(seed, epoch, _SAMPLES))  # no rank: one order for all
+    if window <= 0 or window >= len(stream):
+        stream = rng.permutation(stream)
+    else:
+        stream = _buffer_shuffle(stream, window, rng)
+    per_global = batch_size * world_size * accumulation
+    slots = np.arange(accumulation) * world_size + rank  # this rank's slots, in order
+    starts = (np.arange(len(stream) // per_global)[:, None] * per_global
+              + slots[None, :] * batch_size).reshape(-1)
+    positions = (starts[:, None] + np.arange(batch_size)[None, :]).reshape(-1)
+    return stream[positions], positions
 
 
 def _buffer_shuffle(stream: np.ndarray, window: int, rng: np.random.Generator) -> np.ndarray:

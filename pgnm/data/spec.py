@@ -83,15 +83,19 @@ def eval_batches(total: int, rank: int, world: int, batch_size: int) -> int:
 
 def batches_per_epoch(
     total: int, batch_size: int, train: bool, rank: int, world: int, where: str,
-    accumulation: int = 1,
+    accumulation: int = 1, elastic: bool = False,
 ) -> int:
     """Training: full batches every rank can fill, cut to whole optimizer steps of
-    ``accumulation`` batches (so no accumulation window straddles two epochs or a checkpoint).
+    ``accumulation`` batches (so no accumulation window straddles two epochs or a checkpoint);
+    ``elastic``: whole global batches of the split (:func:`pgnm.data.order.elastic_rank_order`).
     Evaluation: this rank's share, once."""
     if not train:
         return eval_batches(total, rank, world, batch_size)
-    batches = train_batches_per_epoch(total, world, batch_size)
-    batches -= batches % accumulation
+    if elastic:
+        batches = total // (batch_size * world * accumulation) * accumulation
+    else:
+        batches = train_batches_per_epoch(total, world, batch_size)
+        batches -= batches % accumulation
     if batches == 0:
         steps = f" x {accumulation} accumulated batches" if accumulation > 1 else ""
         raise DataError(

@@ -11,7 +11,10 @@ augment with PIL and torch and emit uint8 grey images (float for 16-bit data set
 process windows and normalises them (for 8 bits, a quarter of the bytes through shared memory).
 
 Everything random is a function of (seed, epoch, rank, position in the epoch), so resuming at
-(epoch, step) regenerates exactly the batches an uninterrupted run would have seen.
+(epoch, step) regenerates exactly the batches an uninterrupted run would have seen. With
+``elastic`` the order is the split's global one (:func:`pgnm.data.order.elastic_rank_order`)
+and the augmentation a function of (seed, epoch, global position): no rank in it, so a run
+can resume at another world size and see the same global batches.
 
 Bad samples (undecodable image, missing label, a member that does not match the index) raise
 a :class:`DataError` naming the shard and key, or with ``on_bad_sample="skip"`` are dropped
@@ -36,7 +39,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pgnm.data.manifest import check_shard_sizes, load_classes, split_shards
-from pgnm.data.order import locate, rank_order
+from pgnm.data.order import elastic_rank_order, locate, rank_order
 from pgnm.data.shards import image_error
 from pgnm.data.spans import ShardIndex, read_index, read_samples
 from pgnm.data.spec import (
@@ -102,8 +105,9 @@ class _RankStream(IterableDataset):
     """Batches ``start ..`` of one rank's epoch, ``order`` being the epoch's sample numbers."""
 
     def __init__(self, loader: WebDatasetLoader, epoch: int, start: int,
-                 order: np.ndarray) -> None:
+                 order: np.ndarray, augment_keys: np.ndarray | None = None) -> None:
         self.loader, self.epoch, self.start, self.order = loader, epoch, start, order
+        self.augment_keys = augment_keys  # elastic: each sample's global position
 
     def __iter__(self) -> Iterator[_Batch | _Failure]:
         ld = self.loader
@@ -176,7 +180,9 @@ class _RankStream(IterableDataset):
         if not ld.train:
             grey = TF.resize(grey, [spec.eval_resize], antialias=True)
             return TF.center_crop(grey, size)
-        rng = np.random.default_rng([ld.seed, self.epoch, ld.rank, position])
+        keys = self.augment_keys
+        rng = np.random.default_rng([ld.seed, self.epoch, ld.rank, position] if keys is None
+                                    else [ld.seed, self.epoch, int(keys[position])])
         top, left, h, w = random_resized_crop_box(grey.shape[-2], grey.shape[-1], rng, spec)
         grey = TF.resized_crop(grey, top, left, h, w, size, antialias=True)
         return TF.horizontal_flip(grey) if rng.random() < spec.flip else grey
@@ -209,6 +215,7 @@ class WebDatasetLoader:
         accumulation: int = 1,
         pin_memory: bool = False,
         check_md5: bool = False,
+        elastic: bool = False,
     ) -> None:
         info, self.tars, _ = split_shards(root, split)
         check_shard_sizes(root, split, info, check_md5)
@@ -221,11 +228,12 @@ class WebDatasetLoader:
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.num_workers, self.shuffle_window = num_workers, shuffle_window
         self.on_bad_sample = on_bad_sample
+        self.accumulation, self.elastic = accumulation, elastic and train
         self.pin_memory = pin_memory  # for a GPU: batches in page-locked memory, copied async
         self.num_samples = info.splits[split].samples
         self.batches_per_epoch = batches_per_epoch(
-            self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}", accumulation
-        )
+            self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}", accumulation,
+            self.elastic)
         self.epoch, self.step, self.skipped = 0, 0, 0
         self._indexes: dict[int, ShardIndex] = {}  # read when first needed, per process
         self._pending_skips: list[Skip] = []  # found in this process, not yet handed over
@@ -242,9 +250,16 @@ class WebDatasetLoader:
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The sample numbers (stored order) this rank reads in ``epoch``, batch by batch."""
+        return self._order_and_keys(epoch)[0]
+
+    def _order_and_keys(self, epoch: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.elastic:
+            return elastic_rank_order(self.shard_counts, self.seed, epoch, self.rank,
+                                      self.world_size, self.batch_size, self.accumulation,
+                                      self.shuffle_window)
         order = rank_order(self.shard_counts, self.seed, epoch, self.rank, self.world_size,
                            self.train, self.shuffle_window)
-        return order[: self.batches_per_epoch * self.batch_size] if self.train else order
+        return (order[: self.batches_per_epoch * self.batch_size] if self.train else order), None
 
     def sample_bytes(self, numbers: np.ndarray) -> int:
         """Bytes of the tar spans holding samples ``numbers`` (stored order): what reading
@@ -282,7 +297,7 @@ class WebDatasetLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         if not self.train:  # evaluation always reads the whole share, from its start
             self.step = 0
-        stream = _RankStream(self, self.epoch, self.step, self.epoch_order(self.epoch))
+        stream = _RankStream(self, self.epoch, self.step, *self._order_and_keys(self.epoch))
         loader = DataLoader(
             stream,
             batch_size=None,

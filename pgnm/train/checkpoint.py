@@ -9,7 +9,10 @@ A checkpoint is a directory ``<run>/checkpoints/step-<N>/`` holding
 
 Everything is written under ``checkpoints/.staging-step-<N>/`` and renamed into place by rank
 0 after all ranks have finished writing, so a run killed mid-write leaves only an unfinished
-staging folder; the previous checkpoint stays complete and ``resume=auto`` picks it.
+staging folder; the previous checkpoint stays complete and ``resume=auto`` picks it. That
+rename publishes files other ranks wrote, so the folder must be one file system that every
+node mounts at the same path: :func:`check_shared` proves it before training, and rank 0
+checks that every rank's file is there before publishing.
 
 Loading never runs code: every ``.pt`` file, DeepSpeed's included, is read with
 ``torch.load(weights_only=True)``, which rebuilds tensors, containers and numbers only. The
@@ -26,6 +29,7 @@ import os
 import pickle
 import random
 import re
+import secrets
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +39,7 @@ import numpy as np
 import torch
 
 from pgnm.errors import CheckpointError
-from pgnm.train.distributed import World, barrier
+from pgnm.train.distributed import Placement, World, barrier, gather_objects
 
 COMPLETE = "complete.json"
 ENGINE_TAG = "engine"
@@ -64,6 +68,8 @@ class Position:
     train_time: float = 0.0
     log_records: int = 0  # lines of metrics.jsonl written up to this point
     sums: EpochSums = field(default_factory=EpochSums)
+    grad_accum_steps: int = 1  # with world_size: the micro-batches of one global batch
+    elastic: bool = False  # engine.elastic: may resume at another world size
 
     @classmethod
     def from_json(cls, text: str, where: Path) -> Position:
@@ -148,7 +154,7 @@ def set_rng_state(state: dict) -> None:
 # ----------------------------------------------------------------------------- directories
 
 
-def _position_of(path: Path) -> Position:
+def position_of(path: Path) -> Position:
     return Position.from_json((path / COMPLETE).read_text(), path / COMPLETE)
 
 
@@ -157,7 +163,7 @@ def complete_checkpoints(root: Path) -> list[Path]:
     found = []
     for path in root.glob("step-*"):
         if (path / COMPLETE).is_file():
-            found.append((_position_of(path).global_step, path))
+            found.append((position_of(path).global_step, path))
     return [path for _, path in sorted(found)]
 
 
@@ -176,6 +182,37 @@ def resolve_resume(resume: str, root: Path) -> Path | None:
     return path
 
 
+def _resized_loader_state(path: Path, position: Position, world: World,
+                          accumulation: int) -> dict:
+    states = [safe_load(path / f"rank-{r}.pt")["loader"] for r in range(position.world_size)]
+    windows = states[0]["step"] // position.grad_accum_steps  # whole global batches done
+    skipped = [s for state in states for s in state.get("skipped", [])] if world.is_main else []
+    return {**states[0], "step": windows * accumulation, "skipped": skipped}
+
+
+def check_shared(root: Path, world: World, nodes: list[Placement]) -> None:
+    """Refuse, on every rank at once, a checkpoint folder that some rank cannot see as rank 0
+    writes it (node-local disks): a file rank 0 creates must be visible to all."""
+    if world.world_size == 1:
+        return
+    probe = root / f".shared-{gather_objects(secrets.token_hex(8))[0]}"
+    if world.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_text(nodes[0].host)
+    barrier()
+    blind = [r for r, seen in enumerate(gather_objects(probe.is_file())) if not seen]
+    barrier()
+    if world.is_main:
+        probe.unlink(missing_ok=True)
+    if blind:
+        where = ", ".join(f"rank {r} on {nodes[r].host}" for r in blind)
+        raise CheckpointError(
+            f"{root}: {where} cannot see the checkpoint folder rank 0 writes on {nodes[0].host}; "
+            "every rank writes its part of each checkpoint there and rank 0 publishes them "
+            "together, so run_dir must be on a file system every node mounts at the same path "
+            "(NFS, Lustre, GPFS, ...). Node-local space is for engine.scratch_dir.")
+
+
 def save(engine, root: Path, world: World, position: Position, loader_state: dict,  # noqa: ANN001
          keep: int) -> Path:
     """Write a checkpoint for ``position`` atomically."""
@@ -189,6 +226,11 @@ def save(engine, root: Path, world: World, position: Position, loader_state: dic
     torch.save({"loader": loader_state, "rng": rng_state()}, staging / f"rank-{world.rank}.pt")
     barrier()
     if world.is_main:
+        missing = [r for r in range(world.world_size) if not (staging / f"rank-{r}.pt").is_file()]
+        if missing:  # the other ranks' writes have not reached rank 0's view of the folder
+            raise CheckpointError(f"{staging}: the files of rank(s) {missing} are missing after "
+                                  "every rank reported them written; not publishing it (the "
+                                  "previous checkpoint stays the newest)")
         (staging / COMPLETE).write_text(json.dumps(asdict(position)))
         if final.exists():
             shutil.rmtree(final)
@@ -199,16 +241,21 @@ def save(engine, root: Path, world: World, position: Position, loader_state: dic
     return final
 
 
-def load(engine, path: Path, world: World) -> tuple[Position, dict]:  # noqa: ANN001
-    """Restore engine and RNGs; returns (position, this rank's loader state)."""
-    position = _position_of(path)
-    if position.world_size != world.world_size:
+def load(engine, path: Path, world: World, accumulation: int) -> tuple[Position, dict]:  # noqa: ANN001
+    """Restore engine and RNGs; returns (position, this rank's loader state). A checkpoint of
+    another world size (an elastic run, ``pgnm.train.elastic``) gives every rank the position
+    in global batches, and rank 0 the epoch's skips of all the old ranks."""
+    position = position_of(path)
+    resized = position.world_size != world.world_size
+    if resized and not position.elastic:
         raise CheckpointError(
             f"{path} was written by {position.world_size} ranks, this run has "
             f"{world.world_size}; exact resume needs the same world size"
         )
-    local_file = path / f"rank-{world.rank}.pt"
+    local_file = path / f"rank-{0 if resized else world.rank}.pt"
     local = safe_load(local_file)  # before DeepSpeed reads anything: refuse early
+    if resized:
+        local["loader"] = _resized_loader_state(path, position, world, accumulation)
     make_engine_loads_safe(engine)
     loaded, _ = engine.load_checkpoint(str(path), tag=ENGINE_TAG)
     if loaded is None:

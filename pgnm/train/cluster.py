@@ -13,6 +13,11 @@ the deepspeed launcher, Ray Train). Without one, Slurm's ``srun`` (``SLURM_PROCI
 task's place; they do not name a rendezvous, so ``MASTER_ADDR`` and ``MASTER_PORT`` must be
 exported, or the run is refused naming them. Otherwise a process is a world of one -- never N
 copies that each think they are alone on ``cuda:0`` in the same run folder.
+
+**Loopback.** A rendezvous at a loopback ``MASTER_ADDR`` (the deepspeed launcher's default on
+one machine) is a single-machine world, so nothing of it needs another interface: the store
+and gloo are bound to loopback (``distributed.setup``). Any other address is the user's, used
+as given.
 """
 
 from __future__ import annotations
@@ -82,8 +87,25 @@ def world_from_cluster(env: Mapping[str, str]) -> dict[str, str] | None:
     return {"RANK": rank, "WORLD_SIZE": size, "LOCAL_RANK": local, "LOCAL_WORLD_SIZE": local_size}
 
 
+def is_loopback_rendezvous(env: Mapping[str, str] = os.environ) -> bool:
+    address = env.get("MASTER_ADDR", "")
+    return address == "localhost" or address.startswith("127.")
+
+
+def loopback_interface() -> str | None:
+    """The name of the interface that carries 127.0.0.1 (``lo`` on Linux)."""
+    import psutil
+
+    for name, addresses in psutil.net_if_addrs().items():
+        if any(a.address == "127.0.0.1" for a in addresses):
+            return name
+    return None
+
+
 def local_world_size(env: Mapping[str, str] = os.environ) -> int:
     """Ranks sharing this machine (launcher, cluster or 1)."""
     cluster = world_from_cluster(env) or {}
-    value = env.get("LOCAL_WORLD_SIZE") or cluster.get("LOCAL_WORLD_SIZE")
+    # torchrun names it LOCAL_WORLD_SIZE, the deepspeed launcher LOCAL_SIZE
+    value = (env.get("LOCAL_WORLD_SIZE") or env.get("LOCAL_SIZE")
+             or cluster.get("LOCAL_WORLD_SIZE"))
     return int(value or env.get("WORLD_SIZE", "1"))

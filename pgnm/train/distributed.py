@@ -3,20 +3,28 @@ plain python.
 
 ``setup`` resolves the device and the world (``cluster.py``: one source of truth for each),
 gives each rank its share of the CPU cores, makes a lone process a world of one on an
-in-memory store (no port), and lets DeepSpeed create -- or adopt -- the process group.
+in-memory store (no port), binds a world that meets at a loopback address to loopback alone,
+and lets DeepSpeed create -- or adopt -- the process group.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import socket
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from pgnm.errors import ConfigError, PeerFailed, PgnmError
-from pgnm.train.cluster import local_world_size, resolve_device, world_from_cluster
+from pgnm.train.cluster import (
+    is_loopback_rendezvous,
+    local_world_size,
+    loopback_interface,
+    resolve_device,
+    world_from_cluster,
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,43 @@ def share_cpu_cores() -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world_size())))
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where one rank runs: what ``nodes.json`` lists, one per rank."""
+
+    rank: int
+    local_rank: int
+    host: str
+    pid: int
+    scratch: str
+
+
+def use_node_scratch(scratch_dir: str | None) -> str:
+    """Send what a node keeps to itself (temporary files, Triton's kernel cache) to
+    ``scratch_dir``; None leaves the node's own ``TMPDIR`` and the libraries' cache folders
+    as they are. Returns the temporary folder.
+
+    Node-local on purpose: kernel caches and temporary files written by several nodes into
+    one shared home directory race each other, and cost network round trips for data no
+    other node reads. Children (DataLoader workers, DALI) inherit it through the environment.
+    """
+    import tempfile
+
+    if scratch_dir is not None:
+        scratch = Path(scratch_dir).resolve()
+        scratch.mkdir(parents=True, exist_ok=True)
+        os.environ["TMPDIR"] = str(scratch)
+        os.environ.setdefault("TRITON_CACHE_DIR", str(scratch / "triton"))
+        tempfile.tempdir = None  # re-read TMPDIR
+    return tempfile.gettempdir()
+
+
+def placements(world: World, scratch: str) -> list[Placement]:
+    """Every rank's :class:`Placement`, in rank order, on every rank."""
+    mine = Placement(world.rank, world.local_rank, socket.gethostname(), os.getpid(), scratch)
+    return [Placement(**p) for p in gather_objects(asdict(mine))]  # type: ignore[arg-type]
+
+
 def setup(device: str = "auto", deterministic: bool = False) -> World:
     """Initialise (or join) the process group; safe to call more than once per process."""
     use_cuda = resolve_device(device, torch.cuda.is_available()) == "cuda"
@@ -69,6 +114,8 @@ def setup(device: str = "auto", deterministic: bool = False) -> World:
         # An in-memory store: no port to pick, so concurrent trials on one node cannot collide.
         dist.init_process_group("nccl" if use_cuda else "gloo", store=dist.HashStore(),
                                 rank=0, world_size=1)
+    elif not dist.is_initialized() and is_loopback_rendezvous():
+        _init_on_loopback(use_cuda)
     import deepspeed
     from deepspeed.accelerator import get_accelerator
 
@@ -91,6 +138,46 @@ def setup(device: str = "auto", deterministic: bool = False) -> World:
         device=torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"),
         control_group=control,
     )
+
+
+def _init_on_loopback(use_cuda: bool) -> None:
+    """A world that meets at a loopback address, created on loopback alone.
+
+    torch's TCPStore server listens on every interface whatever ``MASTER_ADDR`` says, and gloo
+    and NCCL on the address the host name resolves to. So rank 0 opens the listening socket on
+    127.0.0.1 itself and hands it to the store, and the collectives get the loopback
+    interface. torchrun's workers meet in their agent's store instead (its endpoint is the
+    user's ``--rdzv-endpoint``); they only get the interface.
+    """
+    env = os.environ
+    interface = loopback_interface()
+    if interface is not None:
+        env.setdefault("GLOO_SOCKET_IFNAME", interface)
+        if use_cuda:
+            env.setdefault("NCCL_SOCKET_IFNAME", interface)
+    if env.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return
+    from torch.distributed.constants import default_pg_timeout
+
+    rank, world_size, port = int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["MASTER_PORT"])
+    listening = None
+    if rank == 0:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # as torch's own store does: a relaunch on the same port must not wait out TIME_WAIT
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen(max(128, world_size))
+        except OSError as err:
+            sock.close()
+            raise ConfigError(f"MASTER_PORT={port}: cannot listen on 127.0.0.1 ({err.strerror}); "
+                              "another job holds the port: give the launcher another "
+                              "--master_port") from None
+        listening = sock.detach()  # the store owns the descriptor from here on
+    store = dist.TCPStore("127.0.0.1", port, world_size, rank == 0, timeout=default_pg_timeout,
+                          wait_for_workers=False, master_listen_fd=listening)
+    dist.init_process_group("nccl" if use_cuda else "gloo", store=store, rank=rank,
+                            world_size=world_size, timeout=default_pg_timeout)
 
 
 def _choose_kernels(deterministic: bool) -> None:

@@ -12,14 +12,16 @@ Where records go (metrics.jsonl, MLflow, the registry) is ``RunLog``: start, log
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from pgnm.atomic import atomic_write
 from pgnm.config import Config, with_overrides
 from pgnm.data import Loader, build_loader, to_device
 from pgnm.data.manifest import ClassInfo, load_classes
@@ -37,9 +39,12 @@ from pgnm.train.distributed import (
     average_,
     broadcast_from_rank0_,
     gather_objects,
+    placements,
     setup,
     stop_together,
+    use_node_scratch,
 )
+from pgnm.train.elastic import ElasticWindow, check_elastic, resume_at
 from pgnm.train.engine import build_engine, set_epoch_learning_rates
 from pgnm.train.evaluate import evaluate, mask_gallery
 from pgnm.train.health import Health, host_values
@@ -66,6 +71,7 @@ class Run:
     out_dir: Path
     running_state: list[torch.Tensor]  # averaged over ranks after every optimizer step
     rank0_buffers: list[torch.Tensor]  # BatchNorm statistics etc.: rank 0's before each forward
+    window: ElasticWindow | None  # engine.elastic: a micro-batch's noise and statistics
     global_step: int = 0
     start_epoch: int = 0
     images_seen: int = 0
@@ -127,11 +133,23 @@ def resolve_config(config: Config, classes: list[ClassInfo]) -> Config:
 
 
 def prepare(config: Config, stage: Stage) -> Run:
+    scratch = use_node_scratch(config.engine.scratch_dir)  # before any library writes there
     world = setup(config.engine.device, config.engine.deterministic)
+    nodes = placements(world, scratch)
     if config.data.root is None:
         raise ConfigError("data.root is not set: point it at shards written by data_tools")
     classes = load_classes(config.data.root)
     config = resolve_config(config, classes)
+    out_dir = Path(config.run_dir) / config.name
+    if config.engine.checkpoints:  # before anything reads them: every rank must see them
+        checkpoint.check_shared(out_dir / "checkpoints", world, nodes)
+    if world.is_main:  # which rank ran where: the first thing to read when a node misbehaves
+        atomic_write(out_dir / "nodes.json", json.dumps([asdict(n) for n in nodes], indent=1))
+    resume_from = checkpoint.resolve_resume(config.engine.resume, out_dir / "checkpoints")
+    if resume_from is not None:  # at another world size: the same global batch (elastic)
+        config = resume_at(config, checkpoint.position_of(resume_from), world.world_size,
+                           str(resume_from))
+    check_elastic(config)
 
     # The same seed on every rank for the weights (and the policy's running state), then a
     # per-rank stream for masks and dropout.
@@ -163,21 +181,25 @@ def prepare(config: Config, stage: Stage) -> Run:
     own_state = {id(t) for t in (model.policy.running_state() if model.policy else [])}
     own_state |= {id(t) for t in running_state}
     rank0_buffers = [b for b in model.buffers() if id(b) not in own_state]
-    out_dir = Path(config.run_dir) / config.name
+    accumulation = config.optim.grad_accum_steps
+    window = (ElasticWindow(config.seed, world.rank, world.world_size, accumulation,
+                            rank0_buffers, running_state) if config.engine.elastic else None)
     position = Position(world_size=world.world_size)
-    resume_from = checkpoint.resolve_resume(config.engine.resume, out_dir / "checkpoints")
     if resume_from is not None:
-        position, loader_state = checkpoint.load(engine, resume_from, world)
+        position, loader_state = checkpoint.load(engine, resume_from, world, accumulation)
         train_loader.load_state_dict(loader_state)
         if world.is_main:
             print(f"resumed from {resume_from} "
-                  f"(epoch {position.epoch}, step {position.global_step})")
+                  f"(epoch {position.epoch}, step {position.global_step})"
+                  + (f" on {world.world_size} ranks x {accumulation} micro-batches, written "
+                     f"by {position.world_size} x {position.grad_accum_steps}"
+                     if position.world_size != world.world_size else ""))
     resumed = (position.tracking_run_id, position.log_records) if resume_from else None
     log = RunLog.start(config, stage, world, out_dir, resumed, source_tags)
     return Run(config=config, stage=stage, world=world, classes=classes, model=model,
                engine=engine, optimizer=optimizer, train_loader=train_loader,
                val_loader=val_loader, log=log, out_dir=out_dir, running_state=running_state,
-               rank0_buffers=rank0_buffers,
+               rank0_buffers=rank0_buffers, window=window,
                global_step=position.global_step, start_epoch=position.epoch,
                images_seen=position.images_seen, train_time=position.train_time,
                sums=position.sums, health=Health(world.device))
@@ -192,7 +214,11 @@ def _train_step(run: Run, batches) -> StepOutput | None:  # noqa: ANN001 - batch
     non-finite values are recorded in ``run.health`` for the next look."""
     problem: PgnmError | None = None
     out = None
-    broadcast_from_rank0_(run.rank0_buffers)  # every rank, every step: collectives stay paired
+    micro = run.train_loader.step % run.config.optim.grad_accum_steps
+    if run.window is None:
+        broadcast_from_rank0_(run.rank0_buffers)  # every rank, every step: collectives paired
+    else:
+        run.window.before(micro, run.global_step)
     try:
         images, labels = next(batches)
     except StopIteration:
@@ -227,7 +253,7 @@ def save_checkpoint(run: Run, epoch: int, step_in_epoch: int) -> None:
                            f"loop counted {run.global_step}")
     position = Position(run.global_step, epoch, step_in_epoch, run.world.world_size,
                         run.log.tracker.run_id, run.images_seen, run.train_time, run.log.count,
-                        run.sums)
+                        run.sums, run.config.optim.grad_accum_steps, run.config.engine.elastic)
     checkpoint.save(run.engine, run.out_dir / "checkpoints", run.world, position,
                     run.train_loader.state_dict(), run.config.engine.checkpoint_keep)
 
@@ -250,6 +276,8 @@ def train_epoch(run: Run, epoch: int) -> dict:
     start, batches, out = time.perf_counter(), iter(loader), None
     while (out := _train_step(run, batches)) is not None:
         run.engine.backward(out.loss)
+        if run.window is not None:
+            run.window.after()
         run.engine.step()
         run.images_seen += out.logits.shape[0] * world.world_size
         policy_term = out.ce.new_zeros(()) if out.policy_term is None else out.policy_term
@@ -259,6 +287,8 @@ def train_epoch(run: Run, epoch: int) -> dict:
         if loader.step % accum:
             continue  # inside a gradient-accumulation window: no optimizer step yet
         run.global_step += 1
+        if run.window is not None:
+            run.window.close()
         average_(run.running_state)
         logging = run.global_step % config.tracking.log_every == 0
         saving = bool(every) and run.global_step % every == 0

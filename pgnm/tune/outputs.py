@@ -38,6 +38,7 @@ def _rows(config: Config, grid, keys: list[str]) -> list[dict[str, Any]]:  # noq
             "state": state,
             "iterations": metrics.get("training_iteration", 0),
             "retried": bool(metrics.get("retried")),
+            "node": metrics.get("node_id"),  # in search.json only: which machine ran it
             "score": metrics.get(SCORE),
             config.tune.metric: metrics.get(config.tune.metric),
             **{k: result.config.get(k) for k in keys},

@@ -27,12 +27,29 @@ def _trial_filter(trial_id: str, search_run_id: str) -> str:
             f"and tags.`{Tag.PARENT_RUN}` = '{search_run_id}'")
 
 
+# Which Tune experiment a search run tracks: a continued search finds its run again by it.
+EXPERIMENT_TAG = "pgnm.tune.experiment"
+
+
 def open_search_run(uri: str, experiment: str, run_dir: str, name: str,
-                    params: dict[str, Any]) -> tuple[str, str]:
-    """Create the experiment (in the driver, before trials race to) and the search run."""
+                    params: dict[str, Any], tune_experiment: str,
+                    reuse: bool = False) -> tuple[str, str]:
+    """Create the experiment (in the driver, before trials race to) and the search run; with
+    ``reuse`` (a continued search), reopen the latest run of ``tune_experiment`` instead, so
+    its trial runs stay its children and no second search run appears."""
     client = mlflow_client(uri)
     exp = experiment_id(client, experiment, uri, run_dir)
-    run_id = client.create_run(exp, run_name=name, tags={Tag.STAGE: "search"}).info.run_id
+    if reuse:
+        found = client.search_runs(
+            [exp], f"tags.`{Tag.STAGE}` = 'search' and tags.`{EXPERIMENT_TAG}` = "
+                   f"'{tune_experiment}'", order_by=["attributes.start_time DESC"],
+            max_results=1)
+        if found:
+            run_id = found[0].info.run_id
+            client.update_run(run_id, status="RUNNING")
+            return exp, run_id
+    run_id = client.create_run(exp, run_name=name, tags={
+        Tag.STAGE: "search", EXPERIMENT_TAG: tune_experiment}).info.run_id
     for key, value in params.items():
         client.log_param(run_id, key, str(value)[:6000])
     return exp, run_id

@@ -5,9 +5,14 @@ run the trials under ASHA (or FIFO / median stopping), then write the outputs (`
 and register the best trial's heated model with lineage to the search.
 
 Everything a local search writes lives under ``<run_dir>/<name>/``: ``ray/`` (Ray's session
-files, logs and auth token), ``tune/`` (Tune's experiment state and trial checkpoints),
-``trials/<id>/`` (each trial's training runs) and the outputs; the MLflow store is the usual
-one (``tracking.uri``, else the embedded sqlite store under ``run_dir``).
+files, logs and auth token), ``tune/`` (Tune's experiment state and trial checkpoints; at
+``<tune.storage>/<name>`` when that is set, e.g. shared storage for a cluster), ``trials/<id>/``
+(each trial's training runs) and the outputs; the MLflow store is the usual one
+(``tracking.uri``, else the embedded sqlite store under ``run_dir``).
+
+A local Ray listens on loopback only. Running the same command after the driver died
+continues the search (``tune.resume=auto``): Tune restores the experiment, finished trials
+stay finished, the others resume from their checkpoints, under the same MLflow search run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from pgnm.atomic import create_private
 from pgnm.config import Config, ConfigError, dump_config, flatten, with_overrides
 from pgnm.data.manifest import ManifestError, load_classes
 from pgnm.names import Stage
@@ -30,6 +36,7 @@ from pgnm.tune.trial import SCORE, SearchContext, metric_names, trial_device
 
 # Ray's unix sockets live under its temp dir; AF_UNIX paths stop at 107 bytes.
 _SOCKET_PATH_BUDGET = 40
+LOOPBACK = "127.0.0.1"
 
 
 def check(config: Config) -> None:
@@ -81,36 +88,75 @@ def local_ray(config: Config, ray_dir: Path):
     import ray
 
     tune = config.tune
+    link = None
     if tune.address is not None:
-        ray.init(address=tune.address, log_to_driver=False)
+        _join(tune.address)
     else:
         ray_dir.mkdir(parents=True, exist_ok=True)
         if not {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ):
             # Token auth stays on, but its token lives in the run directory, not in ~/.ray.
             token = ray_dir / "auth_token"
-            if not token.exists():
-                token.write_text(secrets.token_hex(32))
-                token.chmod(0o600)
+            create_private(token, secrets.token_hex(32))  # keeps the one a crashed run made
             os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
             from ray._raylet import Config as RayConfig
 
             RayConfig.initialize("")  # Ray read the auth mode at import; have it read it again
-        temp_dir, link = str(ray_dir), None
+        temp_dir = str(ray_dir)
         if len(temp_dir) > _SOCKET_PATH_BUDGET:  # a short link keeps socket paths legal
             link = Path(tempfile.mkdtemp(prefix="pgnm-")) / "ray"
             link.symlink_to(ray_dir, target_is_directory=True)
             temp_dir = str(link)
-        ray.init(num_cpus=tune.num_cpus, include_dashboard=tune.dashboard, _temp_dir=temp_dir,
-                 log_to_driver=False, configure_logging=False)
+        with _loopback_only():
+            ray.init(num_cpus=tune.num_cpus, include_dashboard=tune.dashboard,
+                     _node_ip_address=LOOPBACK, dashboard_host=LOOPBACK, _temp_dir=temp_dir,
+                     log_to_driver=False, configure_logging=False)
     try:
         yield
     finally:
         started = _descendants() if tune.address is None else []
         ray.shutdown()
         _stop_leftovers(started)
-        if tune.address is None and link is not None:
+        if link is not None:
             link.unlink()
             link.parent.rmdir()
+
+
+@contextmanager
+def _loopback_only():
+    """A local Ray that only this machine can reach: its servers bind the node's IP address,
+    but Ray swaps a loopback ``_node_ip_address`` for the machine's routable one unless it
+    believes multi-node clusters are off (as on macOS), so it is told that while it starts."""
+    from ray._private import ray_constants
+
+    clusters = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = clusters
+
+
+def _join(address: str) -> None:
+    """Join the cluster at ``tune.address`` exactly as given. A wrong address is a config
+    mistake: Ray would retry it for minutes and then fail deep in its client, so a
+    ``host:port`` is tried first (``auto`` and ``ray://`` addresses go straight to Ray)."""
+    import socket
+
+    import ray
+
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit() and "://" not in address:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+        except OSError as err:
+            raise ConfigError(f"tune.address={address!r}: no Ray head answers there "
+                              f"({err.strerror or err}); start one with `ray start --head` "
+                              "or point tune.address at it") from None
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except ConnectionError as err:
+        raise ConfigError(f"tune.address={address!r}: could not join the Ray cluster there "
+                          f"({str(err).splitlines()[0] if str(err) else 'no reply'})") from None
 
 
 def _descendants() -> list:
@@ -177,6 +223,45 @@ def _trainable(config: Config, context: SearchContext):  # noqa: ANN202
         ray_tune.with_parameters(multi_rank_trial, context=context), {"cpu": 0.01})
 
 
+def _storage(config: Config, out_dir: Path) -> tuple[str, str]:
+    """Tune's ``(storage_path, name)``: ``<run_dir>/<name>/tune`` or ``<tune.storage>/<name>``
+    (a URI stays a URI; a plain path becomes absolute, as every trial must resolve it alike)."""
+    where = config.tune.storage
+    if where is None:
+        return str(out_dir), "tune"
+    if "://" not in where:
+        where = str(Path(where).resolve())
+    return where.rstrip("/"), config.name
+
+
+def _tuner(config: Config, context: SearchContext, experiment: str, callbacks: list,  # noqa: ANN202
+           resumed: bool):
+    """A new Tuner, or the interrupted one at ``experiment`` (tune.resume=auto): finished
+    trials keep their results; unfinished and errored ones go on from their checkpoints."""
+    from ray import tune as ray_tune
+
+    t = config.tune
+    trainable = _trainable(config, context)
+    space = to_param_space(t.search_space)
+    if resumed:
+        return ray_tune.Tuner.restore(experiment, trainable, resume_unfinished=True,
+                                      resume_errored=True, param_space=space)
+    storage_path, name = experiment.rsplit("/", 1)
+    max_t = config.schedule.epochs + t.finetune_epochs
+    return ray_tune.Tuner(
+        trainable, param_space=space,
+        tune_config=ray_tune.TuneConfig(
+            metric=SCORE, mode=t.mode, scheduler=_scheduler(config, max_t),
+            search_alg=_searcher(config), num_samples=t.num_samples,
+            max_concurrent_trials=t.max_concurrent, reuse_actors=False),
+        run_config=ray_tune.RunConfig(
+            name=name, storage_path=storage_path, callbacks=callbacks,
+            failure_config=ray_tune.FailureConfig(max_failures=t.max_failures),
+            checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=2),
+            verbose=1),
+    )
+
+
 def run_search(config: Config) -> dict[str, Any]:
     """Run the search; returns the summary that ``outputs`` wrote to ``search.json``."""
     check(config)
@@ -184,34 +269,29 @@ def run_search(config: Config) -> dict[str, Any]:
 
     out_dir = (Path(config.run_dir) / config.name).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    t = config.tune
+    storage_path, name = _storage(config, out_dir)
+    experiment = f"{storage_path}/{name}"
+    resumed = config.tune.resume == "auto" and ray_tune.Tuner.can_restore(experiment)
+    if resumed:
+        print(f"continuing the interrupted search in {experiment} (tune.resume=auto)")
     uri = exp = search_run_id = None
     if config.tracking.enabled:
         uri = resolve_tracking_uri(config.tracking, config.run_dir)
         exp, search_run_id = runs.open_search_run(
-            uri, config.tracking.experiment, config.run_dir, config.name, flatten(config))
+            uri, config.tracking.experiment, config.run_dir, config.name, flatten(config),
+            experiment, reuse=resumed)
         (out_dir / "search_config.yaml").write_text(dump_config(config))
-    context = SearchContext(_absolute(config), str(out_dir), uri, exp, search_run_id)
-    max_t = config.schedule.epochs + t.finetune_epochs
+    train_storage = (str(out_dir / "train") if config.tune.storage is None
+                     else f"{storage_path}/{name}-train")
+    context = SearchContext(_absolute(config), str(out_dir), uri, exp, search_run_id,
+                            train_storage)
     callbacks = [runs.CloseTrialRuns(uri, exp, search_run_id)] if uri else []
     status = "FAILED"
     try:
         with local_ray(config, out_dir / "ray"):
-            tuner = ray_tune.Tuner(
-                _trainable(config, context),
-                param_space=to_param_space(t.search_space),
-                tune_config=ray_tune.TuneConfig(
-                    metric=SCORE, mode=t.mode, scheduler=_scheduler(config, max_t),
-                    search_alg=_searcher(config), num_samples=t.num_samples,
-                    max_concurrent_trials=t.max_concurrent, reuse_actors=False),
-                run_config=ray_tune.RunConfig(
-                    name="tune", storage_path=str(out_dir), callbacks=callbacks,
-                    failure_config=ray_tune.FailureConfig(max_failures=t.max_failures),
-                    checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=2),
-                    verbose=1),
-            )
-            grid = tuner.fit()
-        summary = outputs.write_outputs(config, grid, out_dir, searched_keys(t.search_space))
+            grid = _tuner(config, context, experiment, callbacks, resumed).fit()
+        keys = searched_keys(config.tune.search_space)
+        summary = outputs.write_outputs(config, grid, out_dir, keys)
         if uri and summary.get("best"):
             summary["registered"] = outputs.register_best(config, summary, uri, search_run_id)
             outputs.write_summary(out_dir, summary)

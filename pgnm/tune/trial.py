@@ -44,6 +44,7 @@ class SearchContext:
     tracking_uri: str | None  # None: tracking disabled
     experiment_id: str | None
     search_run_id: str | None
+    train_storage: str | None = None  # multi-rank trials' Ray Train runs; None: <search_dir>/train
 
 
 @dataclass
@@ -126,6 +127,13 @@ def _restore(checkpoint_dir: str | None, trial_dir: Path) -> TrialState:
     return state
 
 
+def _node_id() -> str:
+    """The Ray node this rank runs on: which machine a trial used, in search.json."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+
+
 Report = Callable[..., None]  # tune.report or ray.train.report: (metrics, checkpoint=...)
 MakeCheckpoint = Callable[[str], Any]  # ray.tune / ray.train Checkpoint.from_directory
 
@@ -185,7 +193,7 @@ class TrialRunner:
 
     def _metrics(self, stage: Stage, record: dict) -> dict[str, Any]:
         metrics: dict[str, Any] = {**stage_metrics(stage, record), "stage": stage.value,
-                                   "retried": int(self.retried)}
+                                   "retried": int(self.retried), "node_id": _node_id()}
         metrics[SCORE] = score(self.metric, metrics)
         return metrics
 

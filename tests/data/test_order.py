@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from pgnm.data.order import locate, rank_order, shard_order
+from pgnm.data.order import elastic_rank_order, locate, rank_order, shard_order
 from pgnm.data.spec import rank_range
 
 SHARD, SHARDS, BATCH = 100, 200, 16  # 20,000 samples in shards of 100, batches of 16
@@ -68,3 +68,28 @@ def test_evaluation_reads_the_stored_order():
 def test_locate_maps_sample_numbers_to_shard_and_position():
     shard, position = locate(np.array([0, 4, 5, 7, 8, 11]), [5, 3, 4])
     assert shard.tolist() == [0, 0, 1, 1, 2, 2] and position.tolist() == [0, 4, 0, 2, 0, 3]
+
+
+def _global_batches(counts: list[int], world: int, accumulation: int, batch: int,
+                    window: int = 0) -> np.ndarray:
+    """The epoch's global batches as the ranks read them: slot a * world + r of each is
+    micro-batch a of rank r."""
+    per_rank = [elastic_rank_order(counts, 3, 1, r, world, batch, accumulation, window)
+                for r in range(world)]
+    steps = len(per_rank[0][0]) // (batch * accumulation)
+    slots = np.empty((steps, world * accumulation, batch), dtype=np.int64)
+    for r, (numbers, positions) in enumerate(per_rank):
+        slots[:, r::world] = numbers.reshape(steps, accumulation, batch)
+        assert (np.diff(positions.reshape(-1, batch), axis=1) == 1).all()  # one run each
+    return slots.reshape(steps, -1)
+
+
+@pytest.mark.parametrize("window", [0, 40])
+def test_the_elastic_order_is_the_same_global_batches_at_every_world_size(window):
+    counts = [24] * 9 + [7]  # 223 samples: 6 global batches of 32, 31 left out
+    reference = _global_batches(counts, 1, 4, 8, window)
+    assert reference.shape == (6, 32) and len(np.unique(reference)) == 6 * 32
+    for world, accumulation in ((2, 2), (4, 1)):
+        assert np.array_equal(_global_batches(counts, world, accumulation, 8, window), reference)
+    another_epoch = elastic_rank_order(counts, 3, 2, 0, 1, 8, 4, window)[0]
+    assert not np.array_equal(another_epoch, reference.reshape(-1))

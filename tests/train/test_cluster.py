@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from launching import ROOT, TINY, environment, free_port, summary
 
 from pgnm.errors import ConfigError
-from pgnm.train.cluster import local_world_size, resolve_device, world_from_cluster
+from pgnm.train.cluster import (
+    is_loopback_rendezvous,
+    local_world_size,
+    resolve_device,
+    world_from_cluster,
+)
+from pgnm.train.distributed import _init_on_loopback, use_node_scratch
 
 
 @pytest.mark.parametrize(
@@ -107,3 +117,44 @@ def test_two_srun_style_tasks_train_one_model_together(tiny_shards, tmp_path):
         assert task.returncode == 0, err[-3000:]
     result = summary(tmp_path, "srun")
     assert result["world_size"] == 2 and result["running_state_rank_spread"] == 0.0
+
+
+def test_the_deepspeed_launchers_local_size_counts_ranks_on_this_node():
+    # two nodes of one rank each: each rank has its machine to itself
+    env = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_SIZE": "1"}
+    assert local_world_size(env) == 1
+
+
+@pytest.mark.parametrize(("address", "loopback"), [
+    ("127.0.0.1", True), ("127.0.1.1", True), ("localhost", True),
+    ("10.0.0.3", False), ("node0", False), ("", False)])
+def test_only_a_loopback_rendezvous_is_bound_to_loopback(address, loopback):
+    assert is_loopback_rendezvous({"MASTER_ADDR": address}) is loopback
+
+
+def test_a_rendezvous_port_already_taken_is_refused_naming_it(monkeypatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for name, value in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                            "MASTER_PORT": str(port)}.items():
+            monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigError, match=f"MASTER_PORT={port}: cannot listen on 127.0.0.1"):
+            _init_on_loopback(use_cuda=False)
+
+
+def test_node_scratch_becomes_the_temp_dir_of_the_process_and_its_children(tmp_path,
+                                                                          monkeypatch):
+    for name in ("TMPDIR", "TRITON_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    scratch = use_node_scratch(str(tmp_path / "node-local"))
+    assert scratch == str((tmp_path / "node-local").resolve()) == tempfile.gettempdir()
+    assert os.environ["TMPDIR"] == scratch
+    assert os.environ["TRITON_CACHE_DIR"] == str(Path(scratch) / "triton")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # null: the node's own TMPDIR, as given
+    monkeypatch.delenv("TRITON_CACHE_DIR")
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    assert use_node_scratch(None) == str(tmp_path)
+    assert "TRITON_CACHE_DIR" not in os.environ

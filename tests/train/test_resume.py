@@ -17,24 +17,19 @@ others run without tracking, which halves their start-up.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from launching import ROOT, command, environment, train
+from launching import ROOT, command, environment, final_state, kill_after, logged_steps, train
 
 from pgnm.errors import CheckpointError
 from pgnm.tracking.store import mlflow_client
 from pgnm.train.checkpoint import (
     complete_checkpoints,
-    deepspeed_types,
     resolve_resume,
-    safe_load,
 )
 
 pytestmark = pytest.mark.slow
@@ -75,63 +70,6 @@ CELLS = [
 TIMING = ("train/img_s", "step/train/img_s")  # wall-clock figures: the one thing allowed to differ
 
 
-def _logged_steps(out: Path) -> list[int]:
-    path = out / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    lines = path.read_text().splitlines()
-    return [json.loads(line)["step"] for line in lines if '"kind": "step"' in line]
-
-
-def _kill_after(cmd: list[str], out: Path, kill: str) -> dict:
-    """Start ``cmd``; once the checkpoint the cell is about (the first mid-epoch one, or the
-    first at an epoch boundary) is complete and the run has logged a step after it, SIGKILL
-    the whole process tree. Returns the position of the checkpoint a resume will start from."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=environment(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, target = time.monotonic() + 600, None
-    while True:
-        assert proc.poll() is None, "the run ended before the kill"
-        assert time.monotonic() < deadline
-        if target is None:
-            for path in complete_checkpoints(out / "checkpoints"):
-                position = json.loads((path / "complete.json").read_text())
-                if (position["step_in_epoch"] == 0) == (kill == "boundary"):
-                    target = position["global_step"]
-                    break
-        if target is not None and any(step > target for step in _logged_steps(out)):
-            break
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and every rank, no clean-up
-    proc.wait()
-    newest = complete_checkpoints(out / "checkpoints")[-1]
-    return json.loads((newest / "complete.json").read_text())
-
-
-def _tensors(tree: object, prefix: str = "") -> dict[str, torch.Tensor]:
-    if isinstance(tree, torch.Tensor):
-        return {prefix: tree}
-    items = tree.items() if isinstance(tree, dict) else (
-        enumerate(tree) if isinstance(tree, (list, tuple)) else ())
-    found: dict[str, torch.Tensor] = {}
-    for key, value in items:
-        found.update(_tensors(value, f"{prefix}/{key}"))
-    return found
-
-
-def _final_state(out: Path) -> dict[str, torch.Tensor]:
-    """Every tensor a run ends with: model, policy (running state included), and the final
-    checkpoint (optimizer state, ZeRO partitions, RNG states, loader positions)."""
-    state = {}
-    for name in ("model/model.pt", "model/policy.pt"):
-        state.update(_tensors(safe_load(out / name), name))
-    final = complete_checkpoints(out / "checkpoints")[-1]
-    for path in sorted(final.rglob("*.pt")):
-        tree = safe_load(path, allowed=deepspeed_types())
-        state.update(_tensors(tree, str(path.relative_to(final))))
-    return state
-
-
 def _records(out: Path) -> list[dict]:
     lines = (out / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
@@ -156,17 +94,17 @@ def test_sigkill_and_resume_is_bit_identical(tiny_shards, tmp_path, cell):
         command("pretrain.py", cell.ranks, tiny_shards, straight_dir, *overrides), cwd=ROOT,
         env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = interrupted / "run"
-    position = _kill_after(
+    position = kill_after(
         command("pretrain.py", cell.ranks, tiny_shards, interrupted, *overrides), out, cell.kill)
     assert not (out / "summary.json").exists()
     assert (position["step_in_epoch"] == 0) == (cell.kill == "boundary")
-    assert max(_logged_steps(out)) > position["global_step"]  # logged before the kill
+    assert max(logged_steps(out)) > position["global_step"]  # logged before the kill
     resumed = train("pretrain.py", cell.ranks, tiny_shards, interrupted, *overrides)
     stdout, stderr = straight.communicate(timeout=900)
     assert straight.returncode == 0, (stdout[-2000:], stderr[-4000:])
 
     assert f"(epoch {position['epoch']}, step {position['global_step']})" in resumed.stdout
-    expected, got = _final_state(straight_dir / "run"), _final_state(out)
+    expected, got = final_state(straight_dir / "run"), final_state(out)
     assert expected.keys() == got.keys()
     assert [k for k in expected if not torch.equal(expected[k], got[k])] == []
     assert _records(straight_dir / "run") == _records(out)  # every record once, in order

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from launching import summary, train, train_samples
+from launching import not_loopback, summary, train, train_samples, train_watching_sockets
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,7 @@ def test_pretrain_one_rank_paper_objective_writes_every_output(tiny_shards, tmp_
 def test_pretrain_two_ranks_reinforce_keeps_running_state_identical(
     tiny_shards, tmp_path, zero_stage
 ):
-    train(
+    sockets = train_watching_sockets(
         "pretrain.py",
         2,
         tiny_shards,
@@ -60,6 +60,8 @@ def test_pretrain_two_ranks_reinforce_keeps_running_state_identical(
         f"engine.zero_stage={zero_stage}",
         "schedule.epochs=1",
     )
+    # One machine: the rendezvous store and gloo listen on loopback only
+    assert sockets and not not_loopback(sockets), sockets
     result = summary(tmp_path, "two")
     steps = (train_samples(tiny_shards) // 2) // 8  # the same on both ranks
     assert result["world_size"] == 2 and result["global_step"] == steps
