@@ -146,8 +146,12 @@ def test_a_rendezvous_port_already_taken_is_refused_naming_it(monkeypatch):
 
 def test_node_scratch_becomes_the_temp_dir_of_the_process_and_its_children(tmp_path,
                                                                           monkeypatch):
+    # Set (not deleted) first, so that monkeypatch records the original state and restores
+    # it: use_node_scratch writes os.environ itself, and a TMPDIR left pointing here would
+    # send every later test's temporary files (Ray's sockets among them) under tmp_path.
     for name in ("TMPDIR", "TRITON_CACHE_DIR"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "unset")
+        monkeypatch.delenv(name)
     monkeypatch.setattr(tempfile, "tempdir", None)
     scratch = use_node_scratch(str(tmp_path / "node-local"))
     assert scratch == str((tmp_path / "node-local").resolve()) == tempfile.gettempdir()
