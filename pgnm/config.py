@@ -12,23 +12,18 @@ field's comment says so and names the setting that restores the official behavio
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from pgnm._yaml import ConfigError, parse_value, read_yaml
+from pgnm.config_fewshot import FewShotConfig, Section
 
 
-class _Section(BaseModel):
-    # strict: no silent "1" -> 1 or true -> 1 coercion; frozen: one object flows everywhere.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
-
-
-class ModelConfig(_Section):
+class ModelConfig(Section):
     arch: str = "resnet18"  # any timm architecture name
     num_classes: int | None = Field(None, ge=1)  # null: as many as the data's classes.json
     # Where the weights start: null = random (the baseline), a heated model or timm
@@ -38,7 +33,7 @@ class ModelConfig(_Section):
     channels_last: bool = False
 
 
-class PolicyConfig(_Section):
+class PolicyConfig(Section):
     enabled: bool = True  # false trains the classifier alone: the baseline
     trunk: str = "resnet10t"
     hidden_dim: int = Field(512, ge=1)
@@ -63,7 +58,7 @@ class PolicyConfig(_Section):
     sampler: Literal["torch", "gamma"] = "gamma"
 
 
-class MaskConfig(_Section):
+class MaskConfig(Section):
     grid: int = Field(64, ge=1)  # G: one Beta sample per cell of a G x G grid
     kernel_size: int = Field(13, ge=1)
     sigma: float = Field(6.0, gt=0.0)
@@ -79,7 +74,7 @@ class MaskConfig(_Section):
         return size
 
 
-class ObjectiveConfig(_Section):
+class ObjectiveConfig(Section):
     # paper: the official loss CE_mean * mean_b logsumexp_c log p. reinforce: textbook REINFORCE.
     name: Literal["paper", "reinforce"] = "paper"
     # The official code computes log(sum(exp(log p))), which overflows to inf for sharp Betas;
@@ -89,7 +84,7 @@ class ObjectiveConfig(_Section):
     policy_weight: float = Field(1.0, ge=0.0)  # reinforce: weight of the policy-gradient term
 
 
-class OptimConfig(_Section):
+class OptimConfig(Section):
     lr: float = Field(0.1, gt=0.0)  # classifier learning rate (global batch 256 in the paper)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(1e-4, ge=0.0)
@@ -99,7 +94,7 @@ class OptimConfig(_Section):
     grad_accum_steps: int = Field(1, ge=1)
 
 
-class ScheduleConfig(_Section):
+class ScheduleConfig(Section):
     epochs: int = Field(90, ge=1)
     classifier: Literal["step", "cosine", "constant"] = "step"
     policy: Literal["step", "cosine", "constant"] = "cosine"
@@ -111,7 +106,7 @@ class ScheduleConfig(_Section):
     max_steps: int | None = Field(None, ge=1)  # stop early after this many optimizer steps
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     root: str | None = None  # shard directory, as pgnm.data writes it (data_tools converts)
     # auto: DALI where it is installed, else the webdataset loader (same batches, same spec)
     loader: Literal["auto", "dali", "webdataset"] = "auto"
@@ -137,7 +132,7 @@ class DataConfig(_Section):
     synthetic_images: int = Field(2048, ge=1)
 
 
-class EngineConfig(_Section):
+class EngineConfig(Section):
     # auto: DS_ACCELERATOR when set, else CUDA where visible, else the CPU (pgnm/train/cluster.py)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # true: bit-reproducible GPU runs (deterministic kernels only, no cuDNN autotuning), at
@@ -158,7 +153,7 @@ class EngineConfig(_Section):
     scratch_dir: str | None = None
 
 
-class TrackingConfig(_Section):
+class TrackingConfig(Section):
     enabled: bool = True
     uri: str | None = None  # null = sqlite store under run_dir (or $MLFLOW_TRACKING_URI)
     experiment: str = "pgnm"
@@ -172,7 +167,7 @@ class TrackingConfig(_Section):
     log_model: bool = True
 
 
-class TuneConfig(_Section):
+class TuneConfig(Section):
     """A Ray Tune search over this config (``launch/tune.py``); ignored by the other entry points.
 
     Each trial trains stage 1 and then fine-tunes for ``finetune_epochs`` with
@@ -205,77 +200,7 @@ class TuneConfig(_Section):
     search_space: dict[str, Any] = Field(default_factory=dict)  # dotted key -> Tune domain spec
 
 
-_INIT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-
-
-class StageSpec(_Section):
-    """One training run of an initialisation's recipe (``pgnm.protocol``)."""
-
-    stage: Literal["pretrain", "finetune"]
-    config: str | None = None  # YAML file (configs/pretrain/..., configs/finetune/...)
-    overrides: dict[str, Any] = Field(default_factory=dict)  # dotted key -> value
-
-
-class InitSpec(_Section):
-    """Where a few-shot initialisation's weights come from.
-
-    ``model``: null = random; a model.pt / timm file; a ``models:/`` or ``runs:/`` URI; or
-    ``init:<name>``, another initialisation's final model. ``train``: stages trained in order
-    starting from ``model``; the last one's model is the initialisation.
-    """
-
-    model: str | None = None
-    train: list[StageSpec] = Field(default_factory=list)
-
-
-class ControlsConfig(_Section):
-    """Baselines the official comparison lacks (pgnm/method/README.md, 'The two objectives')."""
-
-    equal_budget: bool = True  # the baseline also gets the reference's stage-2 fine-tune
-    effective_lr: bool = True  # the baseline at lr x S, the paper objective's implicit factor
-    baseline: str = "baseline"  # the init whose training recipe the controls change
-    reference: str = "heated-paper"  # the PGNM init they are matched to
-    # S: log_grid = log G^2 from the reference's stage-1 mask.grid; measured = the mean
-    # train/policy_term (S) of the reference's stage-1 run; or a number.
-    lr_factor: float | Literal["log_grid", "measured"] = "log_grid"
-    # The equal-budget control's extra stage; null = the reference's last (finetune) stage.
-    stage2: StageSpec | None = None
-
-
-class FewShotConfig(_Section):
-    """The few-shot protocol (``launch/fewshot.py``); ignored by the other entry points.
-
-    The rest of the config is the few-shot fine-tune recipe (policy off, ``model.init`` set
-    per initialisation, ``data.root`` per subset).
-    """
-
-    sizes: list[int] = Field(default_factory=lambda: [8, 16, 32, 64, 128, 256])
-    trials: int = Field(10, ge=1)  # sample draws per size (seeds fewshot.seed + trial)
-    seed: int = 0
-    # name -> MedMNIST-format .npz, folder-per-class directory (<split>/<class>/img) or shards
-    datasets: dict[str, str] = Field(default_factory=dict)
-    inits: dict[str, InitSpec] = Field(default_factory=dict)
-    controls: ControlsConfig = ControlsConfig()
-    min_steps: int = Field(0, ge=0)  # each fine-tune trains at least this many steps
-    keep_runs: bool = False  # keep each fine-tune's directory (model, metrics, curves)
-
-    @field_validator("sizes")
-    @classmethod
-    def _sizes(cls, sizes: list[int]) -> list[int]:
-        if not sizes or any(k < 1 for k in sizes) or len(set(sizes)) != len(sizes):
-            raise ValueError("must be distinct positive sample counts")
-        return sorted(sizes)
-
-    @field_validator("datasets", "inits")
-    @classmethod
-    def _names(cls, entries: dict[str, Any]) -> dict[str, Any]:
-        bad = [n for n in entries if not re.match(_INIT_NAME, n)]
-        if bad:
-            raise ValueError(f"names must match {_INIT_NAME} (got {bad})")
-        return entries
-
-
-class Config(_Section):
+class Config(Section):
     name: str = "pgnm"
     seed: int = 0
     run_dir: str = "runs"

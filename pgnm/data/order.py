@@ -64,20 +64,12 @@ def rank_order(
     stored order (shard by shard, as ``dataset.json`` lists them). ``window`` 0 shuffles the
     whole range; otherwise a streaming buffer of that many samples. Training callers take the
     first ``batches_per_epoch * batch_size``."""
-    counts = np.asarray(shard_counts, dtype=np.int64)
-    firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    order = shard_order(len(counts), seed, epoch, train)
-    stream = np.concatenate(
-        [np.arange(firsts[s], firsts[s] + counts[s]) for s in order] or [np.zeros(0, np.int64)]
-    )
+    stream = _shard_stream(shard_counts, shard_order(len(shard_counts), seed, epoch, train))
     start, stop = rank_range(len(stream), rank, world_size)
     share = stream[start:stop]
     if not train:
         return share
-    rng = np.random.default_rng(derive(seed, epoch, rank, _SAMPLES))
-    if window <= 0 or window >= len(share):
-        return rng.permutation(share)
-    return _buffer_shuffle(share, window, rng)
+    return _shuffle(share, window, np.random.default_rng(derive(seed, epoch, rank, _SAMPLES)))
 
 
 def elastic_rank_order(
@@ -93,23 +85,31 @@ def elastic_rank_order(
     """(sample numbers, their positions in the epoch's global order) of the micro-batches
     rank ``rank`` reads, batch after batch: every global batch's slot ``a * world + rank``
     for ``a`` in ``range(accumulation)``. Whole global batches only."""
-    counts = np.asarray(shard_counts, dtype=np.int64)
-    firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    order = shard_order(len(counts), seed, epoch, True)
-    stream = np.concatenate(
-        [np.arange(firsts[s], firsts[s] + counts[s]) for s in order] or [np.zeros(0, np.int64)]
-    )
-    rng = np.random.default_rng(derive(seed, epoch, _SAMPLES))  # no rank: one order for all
-    if window <= 0 or window >= len(stream):
-        stream = rng.permutation(stream)
-    else:
-        stream = _buffer_shuffle(stream, window, rng)
+    stream = _shard_stream(shard_counts, shard_order(len(shard_counts), seed, epoch, True))
+    # no rank in the seed: one order for every world size
+    stream = _shuffle(stream, window, np.random.default_rng(derive(seed, epoch, _SAMPLES)))
     per_global = batch_size * world_size * accumulation
     slots = np.arange(accumulation) * world_size + rank  # this rank's slots, in order
     starts = (np.arange(len(stream) // per_global)[:, None] * per_global
               + slots[None, :] * batch_size).reshape(-1)
     positions = (starts[:, None] + np.arange(batch_size)[None, :]).reshape(-1)
     return stream[positions], positions
+
+
+def _shard_stream(shard_counts: list[int], order: np.ndarray) -> np.ndarray:
+    """The sample numbers of the shards in ``order``, shard after shard."""
+    counts = np.asarray(shard_counts, dtype=np.int64)
+    firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return np.concatenate(
+        [np.arange(firsts[s], firsts[s] + counts[s]) for s in order] or [np.zeros(0, np.int64)]
+    )
+
+
+def _shuffle(stream: np.ndarray, window: int, rng: np.random.Generator) -> np.ndarray:
+    """A full permutation (``window`` 0, or as large as the stream) or a streaming buffer."""
+    if window <= 0 or window >= len(stream):
+        return rng.permutation(stream)
+    return _buffer_shuffle(stream, window, rng)
 
 
 def _buffer_shuffle(stream: np.ndarray, window: int, rng: np.random.Generator) -> np.ndarray:

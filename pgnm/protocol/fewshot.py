@@ -1,6 +1,6 @@
 """The few-shot protocol: every initialisation x downstream set x k x trial, fine-tuned and tested.
 
-``run_protocol(config)`` reads ``config.fewshot`` (see ``pgnm.config.FewShotConfig``):
+``run_protocol(config)`` reads ``config.fewshot`` (see ``pgnm.config_fewshot.FewShotConfig``):
 
 1. resolves the initialisations (``pgnm.protocol.inits``), training the recipes that need it;
 2. shards each downstream set once and draws, per k and trial, a stratified subset with a

@@ -22,16 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgnm.atomic import atomic_write
-from pgnm.config import (
-    Config,
-    ConfigError,
-    FewShotConfig,
-    InitSpec,
-    StageSpec,
-    dump_config,
-    load_config,
-    with_overrides,
-)
+from pgnm.config import Config, ConfigError, dump_config, load_config, with_overrides
+from pgnm.config_fewshot import FewShotConfig, InitSpec, StageSpec
 from pgnm.names import Metric, Stage, Tag
 from pgnm.train.result import FitResult
 

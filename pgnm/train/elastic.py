@@ -54,6 +54,9 @@ class ElasticWindow:
         seed_slot(self.seed, global_step, micro * self.world_size + self.rank)
         if micro == 0:
             broadcast_from_rank0_(self.buffers)
+        if self.accumulation == 1:
+            return  # one micro-batch per window: nothing to start again from
+        if micro == 0:
             self._start_buffers = [b.clone() for b in self.buffers]
             self._start_state = [s.clone() for s in self.state]
             self._state_sum = [torch.zeros_like(s, dtype=torch.float64) for s in self.state]
@@ -64,6 +67,8 @@ class ElasticWindow:
     def after(self) -> None:
         """After the micro-batch's backward pass (autograd holds on to the BatchNorm
         statistics the forward pass used, so they may change only then)."""
+        if self.accumulation == 1:
+            return
         for total, s in zip(self._state_sum, self.state, strict=True):
             total += s.double()
         if self.micro == 0:
@@ -74,7 +79,7 @@ class ElasticWindow:
     def close(self) -> None:
         """At the window's end, before the ranks average the running state."""
         if self.accumulation == 1:
-            return  # the state is the one micro-batch's update, unchanged
+            return  # the state is the one micro-batch's update
         for total, s in zip(self._state_sum, self.state, strict=True):
             s.copy_((total / self.accumulation).to(s.dtype))
 
