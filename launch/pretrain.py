@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from pgnm.names import Stage  # noqa: E402
-from pgnm.train.cli import main  # noqa: E402
+from pgnm.train.cli import launch  # noqa: E402
 
 if __name__ == "__main__":
-    main(Stage.PRETRAIN, None, __doc__.splitlines()[0])
+    launch(Stage.PRETRAIN, __doc__.splitlines()[0])

@@ -122,6 +122,20 @@ def train(
     return result
 
 
+def train_together(
+    script: str, shards: Path, run_dir: Path, jobs: list[tuple[int, list[str]]]
+) -> None:
+    """Several runs (ranks, overrides) at once, each of which must succeed: one-rank runs keep
+    one of the two cores busy, so two of them side by side take the time of one."""
+    procs = [subprocess.Popen(command(script, ranks, shards, run_dir, *overrides), cwd=ROOT,
+                              env=environment(), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+             for ranks, overrides in jobs]
+    for proc, (_, overrides) in zip(procs, jobs):
+        output, _ = proc.communicate(timeout=900)
+        assert proc.returncode == 0, (overrides, output[-4000:])
+
+
 def listening_sockets(root: int) -> set[tuple[str, str, int]]:
     """(process name, address, port) of every listening TCP and bound UDP socket held by the
     process ``root`` and its descendants, now."""

@@ -60,6 +60,20 @@ def _model_id(version) -> str | None:  # noqa: ANN001 - ModelVersion
     return match.group(1) if match else None
 
 
+SERVING_PACKAGES = ("torch", "numpy", "pandas", "cloudpickle")  # the pt2 export and pyfunc
+
+
+def serving_requirements() -> list[str]:
+    """What loading the logged export needs, pinned to this environment (MLflow adds itself).
+
+    Given explicitly: MLflow's inference loads each model in a fresh interpreter (about 10 s a
+    model) and lists whatever that interpreter imported, triton on a CPU machine included.
+    """
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package).split('+')[0]}" for package in SERVING_PACKAGES]
+
+
 def log_classifier(
     tracking_uri: str,
     run_id: str,
@@ -88,6 +102,7 @@ def log_classifier(
             input_example=example,
             extra_files=[str(model_file)],
             registered_model_name=name,
+            pip_requirements=serving_requirements(),
         )
     client = mlflow_client(tracking_uri)
     version = str(info.registered_model_version)

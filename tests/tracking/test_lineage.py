@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -78,6 +79,7 @@ def test_mlflow_and_pgnm_loaders_give_identical_logits(tiny_shards, tmp_path):
 
     from pgnm.config import ModelConfig
     from pgnm.models import create_classifier, read_weights
+    from pgnm.tracking.registry import SERVING_PACKAGES
 
     train("pretrain.py", 1, tiny_shards, tmp_path, "name=heated", "schedule.max_steps=2")
     registered = summary(tmp_path, "heated")["registered"]
@@ -91,3 +93,6 @@ def test_mlflow_and_pgnm_loaders_give_identical_logits(tiny_shards, tmp_path):
     images = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(exported(images), ours.eval()(images))
+    # written, not inferred: what the export needs, pinned, and nothing the machine happened to hold
+    needs = Path(mlflow.pyfunc.get_model_dependencies(registered["alias_uri"])).read_text()
+    assert [line.split("==")[0] for line in needs.split()] == ["mlflow", *SERVING_PACKAGES]
