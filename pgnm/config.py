@@ -145,8 +145,9 @@ class EngineConfig(Section):
     checkpoint_every: int = Field(0, ge=0)  # steps between mid-epoch checkpoints; 0 = per epoch
     checkpoint_keep: int = Field(2, ge=1)  # complete checkpoints kept; older ones are deleted
     checkpoints: bool = True  # false: none at all, for runs cheaper to redo than to resume
-    # true: sample order, noise and running statistics follow the global batch, so a checkpoint
-    # resumes at another world size (ZeRO 0, webdataset loader); false: per-rank streams.
+    # true: sample order, noise, running statistics and the gradient sum's order follow the
+    # global batch, so a checkpoint resumes at another world size, bit for bit when ranks and
+    # accumulation are powers of two (ZeRO 0, webdataset loader); false: per-rank streams.
     elastic: bool = False
     # Node-local space (temporary files, kernel caches); null = the node's TMPDIR. Checkpoints
     # go to run_dir, which every node of a multi-node run must mount at the same path.

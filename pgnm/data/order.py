@@ -28,9 +28,10 @@ Evaluation reads the stored order: rank r's contiguous range, shards not permute
 **Elastic order** (:func:`elastic_rank_order`, ``engine.elastic``): one order of the whole
 split per epoch, the same whatever the world size, cut into global batches of
 ``batch x world x accumulation`` samples. Micro-batch ``a`` of rank ``r`` in a global batch
-is its slot ``a * world + r``, so world 2 without accumulation and world 1 with two
-micro-batches read the same global batches, slot for slot, and a checkpoint taken by one
-resumes in the other. The price is locality: every rank reads from every shard.
+is its slot ``r * accumulation + a`` (each rank a run of consecutive slots), so world 2
+without accumulation and world 1 with two micro-batches read the same global batches, slot
+for slot, and a checkpoint taken by one resumes in the other. The price is locality: every
+rank reads from every shard.
 """
 
 from __future__ import annotations
@@ -83,13 +84,14 @@ def elastic_rank_order(
     window: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(sample numbers, their positions in the epoch's global order) of the micro-batches
-    rank ``rank`` reads, batch after batch: every global batch's slot ``a * world + rank``
-    for ``a`` in ``range(accumulation)``. Whole global batches only."""
+    rank ``rank`` reads, batch after batch: every global batch's slots ``rank * accumulation
+    + a`` for ``a`` in ``range(accumulation)``, a run of consecutive slots (the gradient's
+    pairwise sum over slots then splits into whole runs). Whole global batches only."""
     stream = _shard_stream(shard_counts, shard_order(len(shard_counts), seed, epoch, True))
     # no rank in the seed: one order for every world size
     stream = _shuffle(stream, window, np.random.default_rng(derive(seed, epoch, _SAMPLES)))
     per_global = batch_size * world_size * accumulation
-    slots = np.arange(accumulation) * world_size + rank  # this rank's slots, in order
+    slots = rank * accumulation + np.arange(accumulation)  # this rank's slots, in order
     starts = (np.arange(len(stream) // per_global)[:, None] * per_global
               + slots[None, :] * batch_size).reshape(-1)
     positions = (starts[:, None] + np.arange(batch_size)[None, :]).reshape(-1)

@@ -35,7 +35,7 @@ def launch(stage: Stage, description: str) -> NoReturn:
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
-    atexit._run_exitfuncs()  # noqa: SLF001  (what Py_FinalizeEx would run first)
+    atexit._run_exitfuncs()  # what the interpreter's shutdown would run first
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -221,6 +221,29 @@ def average_(tensors: list[torch.Tensor]) -> None:
         offset += t.numel()
 
 
+def tree_sum_(flat: torch.Tensor) -> bool:
+    """In-place sum across ranks in one fixed order, or False (nothing done) when the world
+    size is no power of two.
+
+    Recursive doubling: in round k each rank swaps its partial sum with the rank 2**k away and
+    adds the two, so every rank ends with the same bits, summed as a balanced tree over the
+    ranks in order, ((r0 + r1) + (r2 + r3)): the order a pairwise sum over all the ranks'
+    slots gives. A ring all-reduce adds in an order that depends on the world size.
+    """
+    world, rank = dist.get_world_size(), dist.get_rank()
+    if world & (world - 1):
+        return False
+    other, distance = torch.empty_like(flat), 1
+    while distance < world:
+        partner = rank ^ distance
+        for request in dist.batch_isend_irecv([dist.P2POp(dist.isend, flat, partner),
+                                               dist.P2POp(dist.irecv, other, partner)]):
+            request.wait()
+        flat.add_(other)  # a + b == b + a: both partners hold the same sum
+        distance *= 2
+    return True
+
+
 def broadcast_from_rank0_(tensors: list[torch.Tensor]) -> None:
     """In-place copy of rank 0's values to every rank, one collective per dtype."""
     if dist.get_world_size() == 1 or not tensors:

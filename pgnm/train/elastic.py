@@ -1,57 +1,100 @@
 """Elastic runs (``engine.elastic``): world size W with accumulation A is the same run as
 world W*A without accumulation, so a checkpoint resumes at another world size.
 
-Three things would otherwise depend on the world size, each made a function of the global
+Four things would otherwise depend on the world size, each made a function of the global
 batch instead:
 
 * **Sample order and augmentation**: the loader's global order (``pgnm.data.order``); micro-batch
-  ``a`` of rank ``r`` is slot ``a * W + r`` of its global batch.
+  ``a`` of rank ``r`` is slot ``r * A + a`` of its global batch, so each rank holds a run of
+  consecutive slots.
 * **Noise** (masks, dropout): each slot's stream is seeded from (seed, optimizer step, slot).
+* **The gradient sum.** Float addition is not associative: accumulating four micro-batches on
+  one rank, ((g0 + g1) + g2) + g3, and two on each of two ranks, (g0 + g1) + (g2 + g3), round
+  differently, and the Beta sampler's accept/reject steps grow such differences into other
+  masks within a few steps. So the slots are always summed pairwise, (g0 + g1) + (g2 + g3):
+  a rank sums its own run of slots pairwise (a stack of at most log2 A partial sums), then
+  the ranks sum their totals pairwise too (recursive doubling, log2 W exchanges of the
+  gradient, in place of DeepSpeed's ring all-reduce). The averages (1/A before the backward
+  pass, 1/W after the sum) are exact when A and W are powers of two.
 * **Running statistics.** Without accumulation, every rank starts a step from the same
   running state and BatchNorm statistics (rank 0's), updates them from its own batch, and the
   ranks then average the running state while BatchNorm keeps rank 0's. So with accumulation
   every micro-batch of a window starts from the window's starting values; the running
-  state is the mean of the micro-batches' updates (then averaged over ranks), and BatchNorm
-  keeps what the window's first micro-batch made of it.
+  state is the mean of the micro-batches' updates, summed in float64 on each rank and over
+  the ranks and rounded once, and BatchNorm keeps what the window's first micro-batch made of
+  it.
 
-The price is read locality (each rank reads from every shard) and a clone of the running
-state and buffers per micro-batch. Resuming at another world size needs ZeRO stage 0, whose
-optimizer state is not partitioned (DeepSpeed refuses partitions written by another number
-of ranks unless converted to its universal format), the webdataset loader, and the shared
-policy running state; the global batch (batch x world x accumulation) stays the same, the
-accumulation making up the difference.
+So a world of W ranks x A micro-batches resumes bit for bit at any W' x A' with W * A = W' * A'
+when all four are powers of two (other world sizes fall back to DeepSpeed's all-reduce: the
+run is right, but a resume across them is exact only to float rounding). The price is read
+locality (each rank reads from every shard), a clone of the running state and buffers per
+micro-batch, and up to log2 A gradient copies. Resuming at another world size needs ZeRO
+stage 0, whose optimizer state is not partitioned (DeepSpeed refuses partitions written by
+another number of ranks unless converted to its universal format), the webdataset loader,
+and the shared policy running state; the global batch (batch x world x accumulation) stays
+the same, the accumulation making up the difference.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+import torch.distributed as dist
 
 from pgnm.config import Config, with_overrides
 from pgnm.errors import CheckpointError, ConfigError
 from pgnm.seeds import seed_slot
 from pgnm.train.checkpoint import Position
-from pgnm.train.distributed import broadcast_from_rank0_
+from pgnm.train.distributed import average_, broadcast_from_rank0_, tree_sum_
+
+if TYPE_CHECKING:
+    from deepspeed import DeepSpeedEngine
+
+
+class PairwiseSum:
+    """Gradients summed pairwise as they arrive, (g0 + g1) + (g2 + g3): the order a balanced
+    tree over the slots gives, whichever way the slots are split into runs of a power of two."""
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, list[torch.Tensor]]] = []  # (slots summed, partial sums)
+
+    def add(self, grads: list[torch.Tensor]) -> None:
+        node = (1, grads)
+        while self._stack and self._stack[-1][0] == node[0]:
+            size, left = self._stack.pop()
+            node = (2 * size, [a.add_(b) for a, b in zip(left, node[1], strict=True)])
+        self._stack.append(node)
+
+    def total(self) -> list[torch.Tensor]:
+        (_, right), *rest = reversed(self._stack)  # a single node unless A is no power of two
+        for _, left in rest:
+            right = [a.add_(b) for a, b in zip(left, right, strict=True)]
+        self._stack = []
+        return right
 
 
 class ElasticWindow:
     """The per-micro-batch bookkeeping of one rank (see the module docstring)."""
 
     def __init__(self, seed: int, rank: int, world_size: int, accumulation: int,
-                 rank0_buffers: list[torch.Tensor], running_state: list[torch.Tensor]) -> None:
+                 rank0_buffers: list[torch.Tensor], running_state: list[torch.Tensor],
+                 params: list[torch.nn.Parameter]) -> None:
         self.seed, self.rank, self.world_size, self.accumulation = (
             seed, rank, world_size, accumulation)
-        self.buffers, self.state = rank0_buffers, running_state
+        self.buffers, self.state, self.params = rank0_buffers, running_state, params
         self._start_buffers: list[torch.Tensor] = []
         self._start_state: list[torch.Tensor] = []
         self._first_buffers: list[torch.Tensor] = []
         self._state_sum: list[torch.Tensor] = []
+        self._grads = PairwiseSum()
         self.micro = 0
 
     def before(self, micro: int, global_step: int) -> None:
         """Before micro-batch ``micro`` of the window that ends at optimizer step
         ``global_step + 1``."""
         self.micro = micro
-        seed_slot(self.seed, global_step, micro * self.world_size + self.rank)
+        seed_slot(self.seed, global_step, self.rank * self.accumulation + micro)
         if micro == 0:
             broadcast_from_rank0_(self.buffers)
         if self.accumulation == 1:
@@ -64,24 +107,52 @@ class ElasticWindow:
             _copy(self._start_buffers, self.buffers)
             _copy(self._start_state, self.state)
 
-    def after(self) -> None:
-        """After the micro-batch's backward pass (autograd holds on to the BatchNorm
-        statistics the forward pass used, so they may change only then)."""
-        if self.accumulation == 1:
+    def backward(self, engine: DeepSpeedEngine, loss: torch.Tensor) -> None:
+        """The micro-batch's backward pass; at the window's last, the slots' pairwise sum,
+        then the ranks' (``tree_sum_``), in place of DeepSpeed's in-order accumulation and
+        ring all-reduce."""
+        with engine.no_sync():
+            engine.backward(loss)  # scaled by 1/A, exact for a power of two
+        if self.accumulation > 1:
+            # only now: autograd holds on to the BatchNorm statistics the forward pass used
+            for total, s in zip(self._state_sum, self.state, strict=True):
+                total += s.double()
+            if self.micro == 0:
+                self._first_buffers = [b.clone() for b in self.buffers]
+            else:
+                _copy(self._first_buffers, self.buffers)
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
+        for p in self.params:
+            p.grad = None  # the next micro-batch's gradient arrives alone
+        self._grads.add(grads)
+        if self.micro < self.accumulation - 1:
             return
-        for total, s in zip(self._state_sum, self.state, strict=True):
-            total += s.double()
-        if self.micro == 0:
-            self._first_buffers = [b.clone() for b in self.buffers]
-        else:
-            _copy(self._first_buffers, self.buffers)
+        totals = self._grads.total()
+        flat = torch.cat([t.reshape(-1) for t in totals])
+        if not tree_sum_(flat):  # a world of 3, 5, ... ranks: DeepSpeed's own all-reduce
+            for p, total in zip(self.params, totals, strict=True):
+                p.grad = total
+            engine.allreduce_gradients()
+            return
+        flat /= self.world_size  # the mean over ranks DeepSpeed's all-reduce would take
+        offset = 0
+        for p in self.params:
+            p.grad = flat[offset: offset + p.numel()].view_as(p)
+            offset += p.numel()
 
     def close(self) -> None:
-        """At the window's end, before the ranks average the running state."""
+        """At the window's end: the running state becomes the mean over every slot."""
         if self.accumulation == 1:
-            return  # the state is the one micro-batch's update
-        for total, s in zip(self._state_sum, self.state, strict=True):
-            s.copy_((total / self.accumulation).to(s.dtype))
+            average_(self.state)  # one update per rank: the mean over ranks
+            return
+        flat = torch.cat([total.reshape(-1) for total in self._state_sum])
+        if dist.get_world_size() > 1:
+            dist.all_reduce(flat)
+        flat /= self.accumulation * self.world_size
+        offset = 0
+        for s in self.state:
+            s.copy_(flat[offset: offset + s.numel()].view_as(s).to(s.dtype))
+            offset += s.numel()
 
 
 def _copy(sources: list[torch.Tensor], targets: list[torch.Tensor]) -> None:

@@ -182,8 +182,10 @@ def prepare(config: Config, stage: Stage) -> Run:
     own_state |= {id(t) for t in running_state}
     rank0_buffers = [b for b in model.buffers() if id(b) not in own_state]
     accumulation = config.optim.grad_accum_steps
+    trainable = [p for p in engine.module.parameters() if p.requires_grad]
     window = (ElasticWindow(config.seed, world.rank, world.world_size, accumulation,
-                            rank0_buffers, running_state) if config.engine.elastic else None)
+                            rank0_buffers, running_state, trainable)
+              if config.engine.elastic else None)
     position = Position(world_size=world.world_size)
     if resume_from is not None:
         position, loader_state = checkpoint.load(engine, resume_from, world, accumulation)
@@ -275,9 +277,10 @@ def train_epoch(run: Run, epoch: int) -> dict:
                desc=f"{run.stage} epoch {epoch}", unit="batch", dynamic_ncols=True)
     start, batches, out = time.perf_counter(), iter(loader), None
     while (out := _train_step(run, batches)) is not None:
-        run.engine.backward(out.loss)
-        if run.window is not None:
-            run.window.after()
+        if run.window is None:
+            run.engine.backward(out.loss)
+        else:
+            run.window.backward(run.engine, out.loss)  # slots summed in one fixed order
         run.engine.step()
         run.images_seen += out.logits.shape[0] * world.world_size
         policy_term = out.ce.new_zeros(()) if out.policy_term is None else out.policy_term
@@ -287,9 +290,10 @@ def train_epoch(run: Run, epoch: int) -> dict:
         if loader.step % accum:
             continue  # inside a gradient-accumulation window: no optimizer step yet
         run.global_step += 1
-        if run.window is not None:
-            run.window.close()
-        average_(run.running_state)
+        if run.window is None:
+            average_(run.running_state)
+        else:
+            run.window.close()  # the running state's mean over every slot of the window
         logging = run.global_step % config.tracking.log_every == 0
         saving = bool(every) and run.global_step % every == 0
         if logging or saving or run.stopped:

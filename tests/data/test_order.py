@@ -72,14 +72,15 @@ def test_locate_maps_sample_numbers_to_shard_and_position():
 
 def _global_batches(counts: list[int], world: int, accumulation: int, batch: int,
                     window: int = 0) -> np.ndarray:
-    """The epoch's global batches as the ranks read them: slot a * world + r of each is
-    micro-batch a of rank r."""
+    """The epoch's global batches as the ranks read them: slot r * accumulation + a of each
+    is micro-batch a of rank r."""
     per_rank = [elastic_rank_order(counts, 3, 1, r, world, batch, accumulation, window)
                 for r in range(world)]
     steps = len(per_rank[0][0]) // (batch * accumulation)
     slots = np.empty((steps, world * accumulation, batch), dtype=np.int64)
     for r, (numbers, positions) in enumerate(per_rank):
-        slots[:, r::world] = numbers.reshape(steps, accumulation, batch)
+        slots[:, r * accumulation:(r + 1) * accumulation] = numbers.reshape(
+            steps, accumulation, batch)
         assert (np.diff(positions.reshape(-1, batch), axis=1) == 1).all()  # one run each
     return slots.reshape(steps, -1)
 

@@ -1,13 +1,16 @@
 """Elastic resume: a run checkpointed at one world size continues at another, through the same
 global batches, and ends where an uninterrupted run ends.
 
-Two cells, chosen so that each setting of each factor occurs: 2 -> 1 ranks (accumulation
-1 -> 2) with the paper objective and 2 DataLoader workers, and 1 -> 2 ranks (accumulation
-2 -> 1) with REINFORCE (its shared baseline) and no workers; both killed inside an epoch.
-The tolerance is zero: dividing by two (DeepSpeed's average over two ranks, or over two
-accumulated micro-batches) is exact in binary floating point, so the sums agree bit for bit.
-Other factors (three ranks, a division by three) would leave float-reduction differences of
-the order of 1e-7 of each tensor's scale per step; none arises here.
+Two cells, chosen so that each setting of each factor occurs: 2 ranks -> 1 rank x 2
+micro-batches with the paper objective and 2 DataLoader workers, and 1 rank x 4 micro-batches
+-> 2 ranks x 2 with REINFORCE (its shared baseline) and no workers: global batches of two and
+of four micro-batches, and accumulation on both sides of a resume. Both are killed inside an
+epoch. The tolerance is zero: the slots' gradients are summed in one pairwise order whatever
+the world size, and the averages divide by powers of two, which is exact in binary floating
+point. (Summed in DeepSpeed's order, 2 x 2 and 1 x 4 differed by 1.7e-7 of a tensor's scale
+after one step and by 1.7 times it after eight: the Beta sampler's accept/reject steps turn
+rounding into other masks.) Four straight ranks ending like these two was checked by hand
+(4 ranks on 2 cores cost 2 minutes); ``tree_sum_`` over four ranks is checked here.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from launching import ROOT, command, environment, kill_after, train
 from pgnm.config import load_config, with_overrides
 from pgnm.errors import CheckpointError, ConfigError
 from pgnm.train.checkpoint import Position, safe_load
-from pgnm.train.elastic import check_elastic, resume_at
+from pgnm.train.elastic import PairwiseSum, check_elastic, resume_at
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +36,20 @@ class Cell:
     after: int  # ranks of its resumption
     objective: str
     workers: int
+    micro_batches: int  # per global batch: ranks x accumulation, on both sides
+
+    def accumulation(self, ranks: int) -> int:
+        return self.micro_batches // ranks
 
     def overrides(self, ranks: int) -> list[str]:
         return ["engine.elastic=true", "data.loader=webdataset", f"objective.name={self.objective}",
-                f"data.num_workers={self.workers}", f"optim.grad_accum_steps={2 // ranks}",
+                f"data.num_workers={self.workers}",
+                f"optim.grad_accum_steps={self.accumulation(ranks)}",
+                f"data.batch_size={8 // self.micro_batches * 2}",  # 4 or 8 steps an epoch
                 "engine.checkpoint_every=3", "tracking.enabled=false", "name=run"]
 
 
-CELLS = [Cell(2, 1, "paper", 2), Cell(1, 2, "reinforce", 0)]
+CELLS = [Cell(2, 1, "paper", 2, 2), Cell(1, 2, "reinforce", 0, 4)]
 
 
 def _weights(out) -> dict[str, torch.Tensor]:  # noqa: ANN001
@@ -51,7 +60,8 @@ def _weights(out) -> dict[str, torch.Tensor]:  # noqa: ANN001
     return found
 
 
-@pytest.mark.parametrize("cell", CELLS, ids=lambda c: f"{c.before}to{c.after}-{c.objective}")
+@pytest.mark.parametrize("cell", CELLS, ids=lambda c: f"{c.before}to{c.after}-{c.objective}-"
+                                             f"{c.micro_batches}")
 def test_a_run_resumes_at_another_world_size_through_the_same_global_batches(
         tiny_shards, tmp_path, cell):
     straight_dir, interrupted = tmp_path / "straight", tmp_path / "interrupted"
@@ -68,9 +78,9 @@ def test_a_run_resumes_at_another_world_size_through_the_same_global_batches(
     stdout, stderr = straight.communicate(timeout=900)
     assert straight.returncode == 0, (stdout[-2000:], stderr[-4000:])
 
-    accumulation = 2 // cell.after
-    assert (f"step {position['global_step']}) on {cell.after} ranks x {accumulation} "
-            f"micro-batches, written by {cell.before} x {2 // cell.before}") in resumed.stdout
+    assert (f"step {position['global_step']}) on {cell.after} ranks x "
+            f"{cell.accumulation(cell.after)} micro-batches, written by {cell.before} x "
+            f"{cell.accumulation(cell.before)}") in resumed.stdout
     expected, got = _weights(straight_dir / "run"), _weights(out)
     assert expected.keys() == got.keys()
     assert [k for k in expected if not torch.equal(expected[k], got[k])] == []
@@ -108,3 +118,45 @@ def test_an_elastic_run_reads_with_the_webdataset_loader():
     assert choose_loader(_config("data.loader=auto")) == "webdataset"
     with pytest.raises(ConfigError, match="engine.elastic=true needs data.loader=webdataset"):
         choose_loader(_config("data.loader=dali"))
+
+
+def test_slots_are_summed_pairwise_whichever_runs_the_ranks_hold():
+    # (a + b) + (c + d) and ((a + b) + c) + d round differently for these
+    a, b, c, d = (torch.tensor([x], dtype=torch.float32) for x in (1e8, 3.0, -1e8, 3.0))
+    assert not torch.equal((a + b) + (c + d), ((a + b) + c) + d)
+
+    def pairwise(*leaves: torch.Tensor) -> torch.Tensor:
+        total = PairwiseSum()
+        for leaf in leaves:
+            total.add([leaf.clone()])
+        return total.total()[0]
+
+    assert torch.equal(pairwise(a, b, c, d), (a + b) + (c + d))
+    assert torch.equal(pairwise(pairwise(a, b), pairwise(c, d)), pairwise(a, b, c, d))
+
+
+def _tree_sum_worker(rank: int, world: int, port: int, values: torch.Tensor, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from pgnm.train.distributed import tree_sum_
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    flat = values[rank].clone()
+    assert tree_sum_(flat)
+    torch.save(flat, f"{out}-{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_the_ranks_sum_as_a_balanced_tree(tmp_path):
+    import torch.multiprocessing as mp
+    from launching import free_port
+
+    values = torch.tensor([[1e8, 1.0], [3.0, 1.0], [-1e8, 1.0], [3.0, 7.0]], dtype=torch.float32)
+    mp.spawn(_tree_sum_worker, args=(4, free_port(), values, str(tmp_path / "sum")), nprocs=4)
+    expected = (values[0] + values[1]) + (values[2] + values[3])
+    for rank in range(4):
+        assert torch.equal(torch.load(tmp_path / f"sum-{rank}.pt"), expected)
+    assert not torch.equal(expected, values[0] + values[1] + values[2] + values[3])
