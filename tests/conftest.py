@@ -107,3 +107,15 @@ def tiny_shards(tmp_path_factory):
         ]
     )
     return root / "shards"
+
+
+@pytest.fixture(scope="session")
+def heated_run(tiny_shards, tmp_path_factory):
+    """The run directory of one stage-1 run (1 rank, paper objective, two epochs, registered
+    in the embedded MLflow store under it) as ``heated/``: the tests that look at a finished
+    heated model, or fine-tune from it inside that store, share it."""
+    from launching import train
+
+    root = tmp_path_factory.mktemp("heated_run")
+    train("pretrain.py", 1, tiny_shards, root, "name=heated")
+    return root

@@ -14,24 +14,24 @@ from launching import ROOT, summary, train
 pytestmark = pytest.mark.slow
 
 
-def test_heated_to_finetuned_lineage_and_identical_reloads(tiny_shards, tmp_path):
-    train("pretrain.py", 1, tiny_shards, tmp_path, "name=heated", "schedule.max_steps=3")
-    heated = summary(tmp_path, "heated")["registered"]
+def test_heated_to_finetuned_lineage_and_identical_reloads(tiny_shards, heated_run):
+    root = heated_run  # the fine-tunes resolve models:/ URIs in the heated run's store
+    heated = summary(root, "heated")["registered"]
     assert heated["registered_model"] == "pgnm-heated-resnet10t"
     assert heated["alias_uri"] == "models:/pgnm-heated-resnet10t@current"
     train(
         "finetune.py",
         1,
         tiny_shards,
-        tmp_path,
+        root,
         "name=tuned",
         f"model.init={heated['alias_uri']}",
         "schedule.max_steps=2",
     )
-    tuned = summary(tmp_path, "tuned")["registered"]
-    train("finetune.py", 1, tiny_shards, tmp_path, "name=baseline", "schedule.max_steps=2")
+    tuned = summary(root, "tuned")["registered"]
+    train("finetune.py", 1, tiny_shards, root, "name=baseline", "schedule.max_steps=2")
 
-    store = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    store = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
     result = subprocess.run(
         [
             sys.executable,
@@ -67,29 +67,29 @@ def test_heated_to_finetuned_lineage_and_identical_reloads(tiny_shards, tmp_path
     version = client.get_model_version("pgnm-heated-resnet10t", heated["version"])
     assert version.tags["pgnm.mask"] == "grid=8,kernel=3,sigma=1.0"
     assert version.tags["pgnm.objective"] == "paper"
-    baseline = summary(tmp_path, "baseline")
+    baseline = summary(root, "baseline")
     assert client.get_run(baseline["mlflow_run_id"]).data.tags["pgnm.baseline"] == "true"
     assert baseline["registered"]["registered_model"] == "pgnm-baseline-resnet10t"
     artifacts = {a.path for a in client.list_artifacts(chain[1]["run_id"])}
     assert {"gallery", "config.yaml", "deepspeed_config.json", "data"} <= artifacts
 
 
-def test_mlflow_and_pgnm_loaders_give_identical_logits(tiny_shards, tmp_path):
+def test_mlflow_and_pgnm_loaders_give_identical_logits(heated_run):
     import mlflow.pytorch
 
     from pgnm.config import ModelConfig
     from pgnm.models import create_classifier, read_weights
     from pgnm.tracking.registry import SERVING_PACKAGES
 
-    train("pretrain.py", 1, tiny_shards, tmp_path, "name=heated", "schedule.max_steps=2")
-    registered = summary(tmp_path, "heated")["registered"]
-    store = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    root = heated_run
+    registered = summary(root, "heated")["registered"]
+    store = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
     mlflow.set_tracking_uri(store)
     mlflow.set_registry_uri(store)
     exported = mlflow.pytorch.load_model(registered["alias_uri"])
-    saved = torch.load(tmp_path / "heated" / "model" / "model.pt", weights_only=True)
+    saved = torch.load(root / "heated" / "model" / "model.pt", weights_only=True)
     ours = create_classifier(ModelConfig(arch=saved["arch"], num_classes=saved["num_classes"]))
-    ours.load_state_dict(read_weights(tmp_path / "heated" / "model" / "model.pt"))
+    ours.load_state_dict(read_weights(root / "heated" / "model" / "model.pt"))
     images = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(exported(images), ours.eval()(images))

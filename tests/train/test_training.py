@@ -12,10 +12,9 @@ from PIL import Image
 pytestmark = pytest.mark.slow
 
 
-def test_pretrain_one_rank_paper_objective_writes_every_output(tiny_shards, tmp_path):
-    train("pretrain.py", 1, tiny_shards, tmp_path, "name=heated")
-    out = tmp_path / "heated"
-    result = summary(tmp_path, "heated")
+def test_pretrain_one_rank_paper_objective_writes_every_output(tiny_shards, heated_run):
+    out = heated_run / "heated"
+    result = summary(heated_run, "heated")
     per_epoch = train_samples(tiny_shards) // 8
     assert result["world_size"] == 1 and result["global_step"] == 2 * per_epoch
     final = result["final"]
@@ -75,9 +74,8 @@ def test_pretrain_two_ranks_reinforce_keeps_running_state_identical(
     assert (tmp_path / "two" / "checkpoints" / f"step-{steps:08d}" / "complete.json").is_file()
 
 
-def test_finetune_from_heated_model_and_baseline_two_ranks(tiny_shards, tmp_path):
-    train("pretrain.py", 1, tiny_shards, tmp_path, "name=heated", "schedule.max_steps=3")
-    heated = tmp_path / "heated" / "model" / "model.pt"
+def test_finetune_from_heated_model_and_baseline_two_ranks(tiny_shards, heated_run, tmp_path):
+    heated = heated_run / "heated" / "model" / "model.pt"
     train(
         "finetune.py",
         2,
