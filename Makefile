@@ -30,10 +30,8 @@ $(STAMP): pyproject.toml $(LOCK) Makefile
 	$(PIP) -q -e '.[dev]'
 	touch $(STAMP)
 
-# Two workers, a test file each at a time: most tests wait on launchers, servers and
-# clusters that keep one of the two cores busy, so two files side by side take ~0.7x as long.
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest
 
 run: setup
 	$(BIN)/python launch/quickstart.py

@@ -75,4 +75,5 @@ class Tag:
     TUNE_METRIC = "pgnm.tune.metric"
     TUNE_BEST_TRIAL = "pgnm.tune.best_trial"
     TUNE_BEST_MODEL_URI = "pgnm.tune.best_model_uri"
+    TUNE_EXPERIMENT = "pgnm.tune.experiment"  # a continued search finds its run again by it
     PARENT_RUN = "mlflow.parentRunId"  # MLflow's own nesting tag

@@ -27,10 +27,6 @@ def _trial_filter(trial_id: str, search_run_id: str) -> str:
             f"and tags.`{Tag.PARENT_RUN}` = '{search_run_id}'")
 
 
-# Which Tune experiment a search run tracks: a continued search finds its run again by it.
-EXPERIMENT_TAG = "pgnm.tune.experiment"
-
-
 def open_search_run(uri: str, experiment: str, run_dir: str, name: str,
                     params: dict[str, Any], tune_experiment: str,
                     reuse: bool = False) -> tuple[str, str]:
@@ -41,7 +37,7 @@ def open_search_run(uri: str, experiment: str, run_dir: str, name: str,
     exp = experiment_id(client, experiment, uri, run_dir)
     if reuse:
         found = client.search_runs(
-            [exp], f"tags.`{Tag.STAGE}` = 'search' and tags.`{EXPERIMENT_TAG}` = "
+            [exp], f"tags.`{Tag.STAGE}` = 'search' and tags.`{Tag.TUNE_EXPERIMENT}` = "
                    f"'{tune_experiment}'", order_by=["attributes.start_time DESC"],
             max_results=1)
         if found:
@@ -49,7 +45,7 @@ def open_search_run(uri: str, experiment: str, run_dir: str, name: str,
             client.update_run(run_id, status="RUNNING")
             return exp, run_id
     run_id = client.create_run(exp, run_name=name, tags={
-        Tag.STAGE: "search", EXPERIMENT_TAG: tune_experiment}).info.run_id
+        Tag.STAGE: "search", Tag.TUNE_EXPERIMENT: tune_experiment}).info.run_id
     for key, value in params.items():
         client.log_param(run_id, key, str(value)[:6000])
     return exp, run_id
