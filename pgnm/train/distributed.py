@@ -208,13 +208,23 @@ def _unlink_shm_allreduce_segment(rank: int) -> None:
     (shm / name).unlink(missing_ok=True)  # absent when DeepSpeed chose plain gloo
 
 
-def average_(tensors: list[torch.Tensor]) -> None:
-    """In-place mean across ranks (running statistics that must agree everywhere)."""
-    if dist.get_world_size() == 1 or not tensors:
+def average_(tensors: list[torch.Tensor], totals: list[torch.Tensor] | None = None,
+             count: int = 1) -> None:
+    """In-place mean across ranks (running statistics that must agree everywhere).
+
+    ``totals``: each rank's float64 sums of ``count`` values of each tensor, used in place of
+    the tensors themselves (an accumulation window's updates); summed over the ranks in
+    float64 too, so the mean is rounded to the tensors' dtype once.
+    """
+    world = dist.get_world_size()
+    if not tensors or (world == 1 and totals is None):
         return
-    flat = torch.cat([t.detach().reshape(-1).double() for t in tensors])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
+    if totals is None:
+        totals = [t.detach().double() for t in tensors]
+    flat = torch.cat([t.reshape(-1) for t in totals])
+    if world > 1:
+        dist.all_reduce(flat)
+    flat /= count * world
     offset = 0
     for t in tensors:
         t.copy_(flat[offset : offset + t.numel()].view_as(t).to(t.dtype))

@@ -40,7 +40,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-import torch.distributed as dist
 
 from pgnm.config import Config, with_overrides
 from pgnm.errors import CheckpointError, ConfigError
@@ -142,17 +141,8 @@ class ElasticWindow:
 
     def close(self) -> None:
         """At the window's end: the running state becomes the mean over every slot."""
-        if self.accumulation == 1:
-            average_(self.state)  # one update per rank: the mean over ranks
-            return
-        flat = torch.cat([total.reshape(-1) for total in self._state_sum])
-        if dist.get_world_size() > 1:
-            dist.all_reduce(flat)
-        flat /= self.accumulation * self.world_size
-        offset = 0
-        for s in self.state:
-            s.copy_(flat[offset: offset + s.numel()].view_as(s).to(s.dtype))
-            offset += s.numel()
+        windowed = self.accumulation > 1  # else one update per rank: the mean over ranks
+        average_(self.state, self._state_sum if windowed else None, self.accumulation)
 
 
 def _copy(sources: list[torch.Tensor], targets: list[torch.Tensor]) -> None:
