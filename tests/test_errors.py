@@ -50,7 +50,7 @@ def test_a_data_error_in_a_worker_stops_every_rank_with_one_line(tiny_shards, tm
     shards = tmp_path / "shards"
     tar_path, key = _corrupt_an_image(tiny_shards, shards, split)
     cmd = command("pretrain.py", 2, shards, tmp_path, "name=bad", "data.loader=webdataset",
-                  "data.num_workers=2", "tracking.enabled=false")
+                  "data.num_workers=2", "tracking.enabled=false", launcher="deepspeed")
     result = subprocess.run(cmd, cwd=ROOT, env=environment(), capture_output=True, text=True,
                             timeout=300)  # a hang fails here instead of stalling the suite
     assert result.returncode == 2

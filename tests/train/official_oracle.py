@@ -1,8 +1,8 @@
 """The official recipe replayed on the data of finished pgnm runs: the oracle of
-``test_official_equality.py``.
+``test_equality.py``.
 
     python tests/train/official_oracle.py RUN_DIR [RUN_DIR ...]              # 1 rank
-    deepspeed --num_gpus 2 tests/train/official_oracle.py RUN_DIR [...]      # 2 ranks
+    torchrun --nproc-per-node 2 tests/train/official_oracle.py RUN_DIR [...]   # 2 ranks
 
 For each run it reads the run's ``config.yaml``, builds the same initial weights as the
 trainer, copies them into ``benchmarks/reference_recipe.ReferenceStep`` (plain torch: two SGD

@@ -2,17 +2,20 @@
 steps -- the same losses, gradients and updated weights, classifier and policy; and the
 baseline step (plain CE, policy off) under the stage-2 recipe's warm-up schedule.
 
-Each cell trains a few steps with the real launcher (``python`` for 1 rank, ``deepspeed`` for
+Each cell trains a few steps with the real launcher (``python`` for 1 rank, ``torchrun`` for
 2), inside the real DeepSpeed engine, writing a checkpoint after every step; then
 ``official_oracle.py`` replays the run's own batches through the official recipe in plain torch
 (``benchmarks/reference_recipe.py``, with DDP over gloo for 2 ranks) from the same weights and
 random state. The checkpoints' weights and momentum buffers (after the first step, the momentum
 buffer *is* the gradient plus weight decay) and the logged losses must match the oracle's.
 
-Tolerance: |ours - oracle| <= 1e-5 * max(1, max |oracle|) per tensor after every step, and a
-relative 1e-6 on the loss. In practice the two agree far more closely (the sum over ranks and
-the blur's kernel are the only places they round differently); DeepSpeed's default clipping
-at 1.0 moves the weights by orders of magnitude more, which the last test checks.
+Tolerance: |ours - oracle| <= 1e-6 * 10^(k-1) * max(1, max |oracle|) per tensor after step k,
+and a relative 1e-6 on the loss. The sum over ranks and the blur's kernel are the only places
+the two round differently, and stage 1 at lr 0.1 amplifies that rounding about tenfold a step:
+measured on an AVX-512 CPU, the weights differed by 6e-8, 4e-7 and 6e-6 after steps 1-3 and the
+momentum by 0, 1.3e-6 and 1.0e-5 (a fixed 1e-5 passed on an AVX2 CPU and failed there). The
+fine-tune recipe agrees bit for bit. DeepSpeed's default clipping at 1.0 moves the weights by
+orders of magnitude more after one step, which the last test checks.
 """
 
 from __future__ import annotations
@@ -47,16 +50,17 @@ RECIPES = {
 # strength-2 covering of the three two-level factors: every pair of levels of every two
 # factors occurs once (recipe x ranks, recipe x stage, ranks x stage).
 CELLS = [("pretrain", 1, 0), ("pretrain", 2, 2), ("finetune", 1, 2), ("finetune", 2, 0)]
-TOLERANCE = 1e-5
+TOLERANCE = 1e-6  # after the first step; GROWTH times more after each further one
+GROWTH = 10.0
 
 
 def _oracle(ranks: int, runs: list[Path]) -> None:
     script = str(ROOT / "tests" / "train" / "official_oracle.py")
     cmd = [sys.executable, script, *map(str, runs)]
     if ranks > 1:
-        launcher = Path(sys.executable).with_name("deepspeed")
-        cmd = [sys.executable, str(launcher), "--num_gpus", str(ranks), "--master_port",
-               str(free_port()), script, *map(str, runs)]
+        launcher = Path(sys.executable).with_name("torchrun")
+        cmd = [sys.executable, str(launcher), "--nproc-per-node", str(ranks), "--master-addr",
+               "127.0.0.1", "--master-port", str(free_port()), script, *map(str, runs)]
     result = subprocess.run(cmd, cwd=ROOT, env=environment(), capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -121,13 +125,14 @@ def test_faithful_trainer_takes_the_official_steps(runs, cell):
     ours = _trainer_steps(run)
     assert len(ours) == len(oracle) >= 3
     for step, (mine, theirs) in enumerate(zip(ours, oracle), start=1):
+        tolerance = TOLERANCE * GROWTH ** (step - 1)
         assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-6), f"loss at step {step}"
         assert mine["state"].keys() == theirs["state"].keys()
         worst, where = _worst(mine["state"], theirs["state"])
-        assert worst <= TOLERANCE, f"step {step}: {where} differs by {worst:.2e}"
+        assert worst <= tolerance, f"step {step}: {where} differs by {worst:.2e}"
         if mine["momentum"] is not None:  # ZeRO 0: the optimizer state, per parameter
             worst, where = _worst(mine["momentum"], theirs["momentum"])
-            assert worst <= TOLERANCE, f"step {step}: momentum {where} differs by {worst:.2e}"
+            assert worst <= tolerance, f"step {step}: momentum {where} differs by {worst:.2e}"
 
 
 def test_the_contract_sees_clipping(runs):
@@ -137,4 +142,4 @@ def test_the_contract_sees_clipping(runs):
     oracle = torch.load(runs[("pretrain", 1, 0)] / "oracle.pt", weights_only=True)
     assert clipped[0]["loss"] == pytest.approx(oracle[0]["loss"], rel=1e-6)  # same first forward
     worst, _ = _worst(clipped[0]["state"], oracle[0]["state"])
-    assert worst > 1000 * TOLERANCE
+    assert worst > 10_000 * TOLERANCE

@@ -19,13 +19,20 @@ import json
 import subprocess
 import sys
 import time
-from contextlib import suppress
 from pathlib import Path
 
-import psutil
 import pytest
 import torch
-from launching import ROOT, TINY, environment, final_state, free_port, logged_steps, summary
+from launching import (
+    ROOT,
+    TINY,
+    environment,
+    final_state,
+    free_port,
+    kill_trees,
+    logged_steps,
+    summary,
+)
 
 from pgnm.train.checkpoint import complete_checkpoints
 
@@ -84,14 +91,7 @@ def _kill_after_a_mid_epoch_checkpoint(procs: list[subprocess.Popen], out: Path)
             if position["step_in_epoch"] > 0:
                 target = position["global_step"]
         time.sleep(0.02)
-    # torchrun starts its workers in sessions of their own: a node's whole tree, not its group
-    tree = [q for p in procs for q in psutil.Process(p.pid).children(recursive=True)]
-    for victim in [*procs, *tree]:
-        with suppress(psutil.NoSuchProcess):
-            victim.kill()
-    for proc in procs:
-        proc.communicate()
-    psutil.wait_procs(tree, timeout=30)
+    kill_trees(procs)
     return target
 
 

@@ -45,6 +45,7 @@ class Cell:
     zero: int
     kill: str  # "mid": resume inside an epoch; "boundary": at the start of the next one
     mlflow: bool = False  # also compare MLflow's metric history (rank 0 logs it, with 1 or 2)
+    launcher: str = "torchrun"  # of the 2-rank cells; the drill keeps DeepSpeed's
 
     @property
     def batch_size(self) -> int:  # 129 training samples: 25 batches of 5 on 1 rank, 9 of 7 on 2
@@ -60,7 +61,7 @@ class Cell:
 
 
 CELLS = [
-    Cell("paper", "webdataset", 2, 2, 1, 0, "mid", mlflow=True),
+    Cell("paper", "webdataset", 2, 2, 1, 0, "mid", mlflow=True, launcher="deepspeed"),
     Cell("paper", "dali", 0, 2, 2, 2, "boundary"),
     Cell("paper", "dali", 2, 1, 2, 0, "mid", mlflow=True),
     Cell("reinforce", "webdataset", 0, 1, 1, 0, "boundary"),
@@ -83,7 +84,8 @@ def _mlflow_history(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def _cell_id(cell: Cell) -> str:
-    return "-".join(str(v) for k, v in vars(cell).items() if k != "mlflow")
+    return "-".join(str(v) for k, v in vars(cell).items()
+                    if k != "mlflow" and (k != "launcher" or cell.ranks > 1))
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=_cell_id)
@@ -91,15 +93,18 @@ def test_sigkill_and_resume_is_bit_identical(tiny_shards, tmp_path, cell):
     straight_dir, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     overrides = cell.overrides()
     straight = subprocess.Popen(  # alongside the interrupted run: the cores are mostly idle
-        command("pretrain.py", cell.ranks, tiny_shards, straight_dir, *overrides), cwd=ROOT,
+        command("pretrain.py", cell.ranks, tiny_shards, straight_dir, *overrides,
+                launcher=cell.launcher), cwd=ROOT,
         env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = interrupted / "run"
     position = kill_after(
-        command("pretrain.py", cell.ranks, tiny_shards, interrupted, *overrides), out, cell.kill)
+        command("pretrain.py", cell.ranks, tiny_shards, interrupted, *overrides,
+                launcher=cell.launcher), out, cell.kill)
     assert not (out / "summary.json").exists()
     assert (position["step_in_epoch"] == 0) == (cell.kill == "boundary")
     assert max(logged_steps(out)) > position["global_step"]  # logged before the kill
-    resumed = train("pretrain.py", cell.ranks, tiny_shards, interrupted, *overrides)
+    resumed = train("pretrain.py", cell.ranks, tiny_shards, interrupted, *overrides,
+                    launcher=cell.launcher)
     stdout, stderr = straight.communicate(timeout=900)
     assert straight.returncode == 0, (stdout[-2000:], stderr[-4000:])
 
@@ -139,7 +144,9 @@ def test_nan_loss_stops_naming_step_and_rank_and_keeps_the_checkpoint(tiny_shard
         "optim.lr=1e30",
         "engine.checkpoint_every=1",
         "policy.logit_clamp=null",
+        "tracking.enabled=false",
         expect_ok=False,
+        launcher="deepspeed",
     )
     assert result.returncode != 0
     message = result.stderr
@@ -149,19 +156,26 @@ def test_nan_loss_stops_naming_step_and_rank_and_keeps_the_checkpoint(tiny_shard
     assert done and all((p / "rank-0.pt").is_file() for p in done)
 
 
-@pytest.mark.parametrize(
-    ("override", "expected"),
-    [
-        ("model.num_classes=7", "model.num_classes=7 but"),
-        ("data.root={missing}", "nowhere/classes.json is missing"),
-        ("data.batch_size=500", "cannot fill one batch of 500"),
-        ("mask.kernel_size=4", "mask.kernel_size"),
-    ],
-)
-def test_configs_that_cannot_work_fail_before_training(tiny_shards, tmp_path, override, expected):
-    override = override.format(missing=tmp_path / "nowhere")
-    result = train("pretrain.py", 1, tiny_shards, tmp_path, "name=bad", override, expect_ok=False)
-    assert result.returncode == 2
-    assert expected in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "bad" / "checkpoints").exists()
+BROKEN = [  # (override, what the one-line error must say)
+    ("model.num_classes=7", "model.num_classes=7 but"),
+    ("data.root={missing}", "nowhere/classes.json is missing"),
+    ("data.batch_size=500", "cannot fill one batch of 500"),
+    ("mask.kernel_size=4", "mask.kernel_size"),
+]
+
+
+def test_configs_that_cannot_work_fail_before_training(tiny_shards, tmp_path):
+    """Each broken command on its own, all four at once: each costs a launch's start-up and
+    nothing more, so side by side they take the time of two."""
+    procs = []
+    for i, (override, _) in enumerate(BROKEN):
+        override = override.format(missing=tmp_path / "nowhere")
+        cmd = command("pretrain.py", 1, tiny_shards, tmp_path / f"case{i}", "name=bad", override)
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=environment(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    for i, (proc, (override, expected)) in enumerate(zip(procs, BROKEN)):
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2, (override, err[-3000:])
+        assert expected in err, (override, err[-3000:])
+        assert "Traceback" not in err, override
+        assert not (tmp_path / f"case{i}" / "bad" / "checkpoints").exists(), override

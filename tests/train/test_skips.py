@@ -10,6 +10,8 @@ import tarfile
 import pytest
 from launching import train
 
+from pgnm.tracking.store import mlflow_client
+
 pytestmark = pytest.mark.slow
 
 
@@ -43,6 +45,10 @@ def test_skips_over_two_ranks_and_two_workers_are_counted_and_named(tiny_shards,
     assert len(logged) == 4
     assert {tuple(line.split("\t")[1:3]) for line in logged} == {
         (str(shards / "train" / shard), key) for shard, key in bad}
+    client = mlflow_client(f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("pgnm").experiment_id])
+    history = client.get_metric_history(run.info.run_id, "data/skipped")
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == [2.0, 2.0]  # as logged
 
 
 def test_a_run_past_the_skip_limit_stops_naming_the_log(tiny_shards, tmp_path):
@@ -50,7 +56,8 @@ def test_a_run_past_the_skip_limit_stops_naming_the_log(tiny_shards, tmp_path):
     shutil.copytree(tiny_shards, shards)
     _corrupt(shards, 2)
     result = train("pretrain.py", 1, shards, tmp_path, "name=limit", "data.loader=webdataset",
-                   "data.on_bad_sample=skip", "data.max_skipped=0.001", expect_ok=False)
+                   "data.on_bad_sample=skip", "data.max_skipped=0.001", "tracking.enabled=false",
+                   expect_ok=False)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "training samples were skipped" in result.stderr
     assert "data.max_skipped=0.001" in result.stderr and "skipped.log" in result.stderr
