@@ -41,6 +41,7 @@ import torch
 import pgnm  # noqa: F401  (makes torchvision importable on CPU-only torch)
 from data_tools.radimagenet_to_wds import main as shard_release
 from data_tools.verify import main as verify
+from pgnm.config import DataConfig
 from pgnm.data import DaliLoader, WebDatasetLoader
 from pgnm.data.manifest import split_shards
 from pgnm.data.spec import AugmentSpec
@@ -139,7 +140,9 @@ def measure_size(work: Path, images: int, cores: int) -> dict:
     out["train_images"], out["train_shards"] = info.splits["train"].samples, len(tars)
     out["dataset_bytes"] = sum(t.stat().st_size for t in tars)
     out["loaders"] = {}
-    for name in [f"webdataset_w{w}" for w in WORKER_COUNTS] + ["dali"]:
+    # "_adaptive": glibc's own mmap threshold instead of the loader's fixed one, side by side
+    names = [f"webdataset_w{w}" for w in WORKER_COUNTS] + ["webdataset_w2_adaptive", "dali"]
+    for name in names:
         # each in a fresh process: memory left by an earlier loader (DALI's pools, the
         # allocator's arenas) would otherwise be counted against the next one
         command = [sys.executable, "-m", "benchmarks.scale", "--epoch-of", name,
@@ -162,9 +165,11 @@ def epoch_of(name: str, shards: Path) -> dict:
     if name == "dali":
         return read_epoch(lambda: DaliLoader(shards, "train", BATCH, True, spec,
                                              num_threads=cores), tars)
-    workers = int(name.removeprefix("webdataset_w"))
+    workers = int(name.removeprefix("webdataset_w").removesuffix("_adaptive"))
+    threshold = None if name.endswith("_adaptive") else DataConfig().heap_mmap_threshold_kib
     return read_epoch(lambda: WebDatasetLoader(shards, "train", BATCH, True, spec,
-                                               num_workers=workers), tars)
+                                               num_workers=workers,
+                                               heap_mmap_threshold_kib=threshold), tars)
 
 
 def plot(results: list[dict], path: Path) -> None:

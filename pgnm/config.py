@@ -129,6 +129,10 @@ class DataConfig(Section):
     mean: float = 0.3162  # RadImageNet grey-level statistics, replicated over 3 channels
     std: float = Field(0.3213, gt=0.0)
     num_workers: int = Field(2, ge=0)
+    # With workers, the training process's fixed glibc mmap threshold (pgnm/data/heap.py):
+    # without one, glibc's adaptive threshold lets its heap keep each freed batch. null: glibc's
+    # default. glibc's own MALLOC_MMAP_THRESHOLD_, when set, wins.
+    heap_mmap_threshold_kib: int | None = Field(128, ge=1, le=32768)
     synthetic_images: int = Field(2048, ge=1)
 
 

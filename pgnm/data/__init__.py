@@ -96,6 +96,7 @@ def build_loader(
         **common, num_workers=data.num_workers, on_bad_sample=data.on_bad_sample,
         shuffle_window=data.shuffle_window,
         pin_memory=device_id is not None, elastic=config.engine.elastic,
+        heap_mmap_threshold_kib=data.heap_mmap_threshold_kib,
     )
 
 

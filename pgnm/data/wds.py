@@ -38,6 +38,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from pgnm.data.heap import fix_mmap_threshold
 from pgnm.data.manifest import check_shard_sizes, load_classes, split_shards
 from pgnm.data.order import elastic_rank_order, locate, rank_order
 from pgnm.data.shards import image_error
@@ -216,6 +217,7 @@ class WebDatasetLoader:
         pin_memory: bool = False,
         check_md5: bool = False,
         elastic: bool = False,
+        heap_mmap_threshold_kib: int | None = 128,
     ) -> None:
         info, self.tars, _ = split_shards(root, split)
         check_shard_sizes(root, split, info, check_md5)
@@ -230,6 +232,7 @@ class WebDatasetLoader:
         self.on_bad_sample = on_bad_sample
         self.accumulation, self.elastic = accumulation, elastic and train
         self.pin_memory = pin_memory  # for a GPU: batches in page-locked memory, copied async
+        self.heap_mmap_threshold_kib = heap_mmap_threshold_kib
         self.num_samples = info.splits[split].samples
         self.batches_per_epoch = batches_per_epoch(
             self.num_samples, batch_size, train, rank, world_size, f"{root}/{split}", accumulation,
@@ -298,6 +301,8 @@ class WebDatasetLoader:
         if not self.train:  # evaluation always reads the whole share, from its start
             self.step = 0
         stream = _RankStream(self, self.epoch, self.step, *self._order_and_keys(self.epoch))
+        if self.num_workers and self.heap_mmap_threshold_kib is not None:
+            fix_mmap_threshold(self.heap_mmap_threshold_kib * 1024)
         loader = DataLoader(
             stream,
             batch_size=None,
