@@ -24,10 +24,10 @@ def fix_mmap_threshold(threshold: int) -> bool:
     it does not apply: not glibc, or the user chose a threshold through glibc's own
     ``MALLOC_MMAP_THRESHOLD_`` (which wins)."""
     global _applied
-    if _applied == threshold:
-        return True
     if platform.libc_ver()[0] != "glibc" or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
+    if _applied == threshold:
+        return True
     if ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, threshold) != 1:
         return False  # above glibc's ceiling (32 MiB on 64-bit); the config bounds it below
     _applied = threshold
