@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pgnm.atomic import atomic_path, atomic_write  # noqa: E402
-from pgnm.protocol.stats import t_interval  # noqa: E402
+from pgnm.protocol.stats import paired_difference, t_interval  # noqa: E402
 
 METRICS = {"f1_macro": "macro-F1", "balanced_accuracy": "balanced accuracy",
            "auroc_macro_ovr": "macro one-vs-rest AUC"}
@@ -35,6 +35,27 @@ def summarise(trials: list[dict]) -> dict:
     return out
 
 
+def paired(trials: list[dict], baseline: str) -> dict:
+    """dataset -> init -> k -> metric -> paired_difference(init, ``baseline``) over the draws
+    (trial numbers) both were fine-tuned on; the baseline itself and cells without it are left
+    out. Draws are shared across initialisations, so this is the test of "is it better than
+    the baseline at k shots", which independent per-init intervals answer only loosely."""
+    by_draw = {(t["dataset"], t["init"], t["k"], t["trial"]): t["metrics"] for t in trials}
+    out: dict = {}
+    for dataset, init, k in sorted({key[:3] for key in by_draw}):
+        if init == baseline:
+            continue
+        draws = sorted(trial for (d, i, kk, trial) in by_draw
+                       if (d, i, kk) == (dataset, init, k) and (d, baseline, k, trial) in by_draw)
+        if not draws:
+            continue
+        mine = [by_draw[(dataset, init, k, trial)] for trial in draws]
+        theirs = [by_draw[(dataset, baseline, k, trial)] for trial in draws]
+        out.setdefault(dataset, {}).setdefault(init, {})[str(k)] = {
+            m: paired_difference([r[m] for r in mine], [r[m] for r in theirs]) for m in METRICS}
+    return out
+
+
 def _cell(stat: dict) -> str:
     if math.isnan(stat["mean"]):
         return "n/a"
@@ -43,8 +64,38 @@ def _cell(stat: dict) -> str:
     return f"{stat['mean']:.3f} [{stat['ci_low']:.3f}, {stat['ci_high']:.3f}]"
 
 
-def markdown(summary: dict, sizes: list[int], trials: int, notes: dict[str, str]) -> str:
-    """One table per dataset and metric: mean [95% t-interval] over the trials, per k."""
+def _paired_cell(stat: dict) -> str:
+    if math.isnan(stat["mean"]):
+        return "n/a"
+    text = f"{stat['mean']:+.3f}"
+    if not math.isnan(stat["half_width"]):
+        text += f" [{stat['ci_low']:+.3f}, {stat['ci_high']:+.3f}]"
+    if not math.isnan(stat["p_wilcoxon"]):
+        p_t = "n/a" if math.isnan(stat["p_ttest_rel"]) else f"{stat['p_ttest_rel']:.2g}"
+        text += f" (t p={p_t}, W p={stat['p_wilcoxon']:.2g})"
+    return text
+
+
+def _paired_tables(differences: dict, baseline: str, sizes: list[int]) -> list[str]:
+    lines = [f"Paired differences against **{baseline}** (the same draws): mean [95% t-interval]"
+             " (paired t-test p, Wilcoxon signed-rank p), macro-F1.", ""]
+    for dataset, by_init in differences.items():
+        lines += [f"### {dataset}: macro-F1 minus {baseline}", "",
+                  "| init | " + " | ".join(f"k={k}" for k in sizes) + " |",
+                  "|---|" + "---|" * len(sizes)]
+        for init, by_k in by_init.items():
+            cells = [_paired_cell(by_k[str(k)]["f1_macro"]) if str(k) in by_k else ""
+                     for k in sizes]
+            lines.append(f"| {init} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def markdown(summary: dict, sizes: list[int], trials: int, notes: dict[str, str],
+             differences: dict | None = None, baseline: str = "",
+             data_notes: dict[str, str] | None = None) -> str:
+    """One table per dataset and metric: mean [95% t-interval] over the trials, per k; then,
+    given ``differences`` (:func:`paired`), one table per dataset of the paired differences."""
     lines = [f"Mean over {trials} trials per cell [95% t-interval], full test split.", ""]
     for dataset, by_init in summary.items():
         for metric, title in METRICS.items():
@@ -55,28 +106,51 @@ def markdown(summary: dict, sizes: list[int], trials: int, notes: dict[str, str]
                 cells = [_cell(by_k[str(k)][metric]) if str(k) in by_k else "" for k in sizes]
                 lines.append(f"| {init} | " + " | ".join(cells) + " |")
             lines.append("")
+    if differences:
+        lines += _paired_tables(differences, baseline, sizes)
     if notes:
         lines += ["Initialisations:", ""] + [f"- **{n}**: {text}" for n, text in notes.items()]
+    if data_notes:
+        lines += ["", "Data sets:", ""] + [f"- **{n}**: {text}" for n, text in data_notes.items()]
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: dict, dataset: str, path: Path, metric: str = "f1_macro") -> Path:
-    """Mean metric vs k (log2 axis) with 95% CI bands, one line per initialisation."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+def plot(summary: dict, dataset: str, path: Path, metric: str = "f1_macro",
+         differences: dict | None = None, baseline: str = "") -> Path:
+    """Mean metric vs k (log2 axis) with 95% CI bands, one line per initialisation; given
+    ``differences`` (:func:`paired`), a second panel of each init's paired difference from
+    ``baseline`` with its 95% t-interval, in the same colours."""
+    paired_panel = bool(differences and differences.get(dataset))
+    fig, axes = plt.subplots(1, 2 if paired_panel else 1, squeeze=False,
+                             figsize=(12.0 if paired_panel else 6.4, 4.2))
+    ax, colours = axes[0][0], {}
     for init, by_k in summary[dataset].items():
         ks = sorted(int(k) for k in by_k)
         stats = [by_k[str(k)][metric] for k in ks]
         mean = [s["mean"] for s in stats]
         line, = ax.plot(ks, mean, marker="o", label=init)
+        colours[init] = line.get_color()
         low = [s["ci_low"] if not math.isnan(s["ci_low"]) else s["mean"] for s in stats]
         high = [s["ci_high"] if not math.isnan(s["ci_high"]) else s["mean"] for s in stats]
         ax.fill_between(ks, low, high, color=line.get_color(), alpha=0.15)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("training samples k (log2)")
     ax.set_ylabel(f"{METRICS[metric]} (test)")
     ax.set_title(f"{dataset}: few-shot fine-tuning, mean and 95% t-interval")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if paired_panel:
+        right = axes[0][1]
+        for init, by_k in differences[dataset].items():
+            ks = sorted(int(k) for k in by_k)
+            stats = [by_k[str(k)][metric] for k in ks]
+            half = [0.0 if math.isnan(s["half_width"]) else s["half_width"] for s in stats]
+            right.errorbar(ks, [s["mean"] for s in stats], yerr=half, marker="o", capsize=3,
+                           color=colours.get(init), label=init)
+        right.axhline(0.0, color="grey", linewidth=1)
+        right.set_ylabel(f"{METRICS[metric]} minus {baseline}")
+        right.set_title(f"paired differences from {baseline} (same draws), 95% t-interval")
+    for axis in axes[0]:
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("training samples k (log2)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
