@@ -11,9 +11,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pgnm.data.manifest import REPORT_FILE, DatasetInfo
+from pgnm.data.manifest import REPORT_FILE, DatasetInfo, ValCarving
 from pgnm.data.shards import Encoding, ShardingError
-from pgnm.data.sources import Collected
+from pgnm.data.sources import Collected, carve_val
 from pgnm.data.writer import write_dataset
 
 
@@ -34,18 +34,22 @@ def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="rewrite every shard")
 
 
-def convert(args: argparse.Namespace, source: str, collect: Callable[[], Collected]) -> None:
-    """Collect the samples, write the shards, print the summary.
+def convert(args: argparse.Namespace, source: str, collect: Callable[[], Collected],
+            val_carving: ValCarving | None = None) -> None:
+    """Collect the samples, carve a val split from train if asked, write the shards, print
+    the summary.
 
     A :class:`ShardingError` (bad input, named in its message) becomes one line on stderr and
     exit status 2, not a traceback.
     """
     try:
         records, classes = collect()
+        if val_carving is not None:
+            records = carve_val(records, val_carving, str(args.src))
         info = write_dataset(
             args.out, records, classes, source,
             Encoding(args.format, args.jpeg_quality, args.raw_size),
-            args.samples_per_shard, args.seed, args.workers, args.overwrite,
+            args.samples_per_shard, args.seed, args.workers, args.overwrite, val_carving,
         )
     except ShardingError as err:
         print(f"error: {err}", file=sys.stderr)

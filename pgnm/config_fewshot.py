@@ -63,6 +63,9 @@ class FewShotConfig(Section):
     seed: int = 0
     # name -> MedMNIST-format .npz, folder-per-class directory (<split>/<class>/img) or shards
     datasets: dict[str, str] = Field(default_factory=dict)
+    # A folder set with train/ and test/ but no val/: this share of each class's training
+    # samples becomes its val split, drawn with fewshot.seed (recorded in the report)
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     inits: dict[str, InitSpec] = Field(default_factory=dict)
     controls: ControlsConfig = ControlsConfig()
     min_steps: int = Field(0, ge=0)  # each fine-tune trains at least this many steps

@@ -73,6 +73,16 @@ class ShardInfo(_Record):
     md5: str
 
 
+class ValCarving(_Record):
+    """A ``val`` split drawn from ``train`` (a set shipped with train/ and test/ only): in
+    each class, ``round(fraction * n)`` of its n training samples (at least one when n >= 2),
+    chosen by ``seed``."""
+
+    fraction: float
+    seed: int
+    from_split: Literal["train"] = "train"
+
+
 class SplitInfo(_Record):
     samples: int
     shards: list[ShardInfo]
@@ -100,6 +110,7 @@ class DatasetInfo(_Record):
     # Defaults are what every manifest written before 16-bit input meant, so those still read.
     bit_depth: Literal[8, 16] = 8  # of the stored grey values; 16 only as 16-bit grey PNGs
     value_offset: int = 0  # stored = value + value_offset (32768 for signed data: CT HU)
+    val_carved: ValCarving | None = None  # the val split was carved from train, this way
 
     @model_validator(mode="after")
     def _sixteen_bit_is_png(self) -> DatasetInfo:

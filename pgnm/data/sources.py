@@ -19,12 +19,13 @@ from __future__ import annotations
 import csv
 import zipfile
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from pgnm.data.listing import SPLITS, folder_files
-from pgnm.data.manifest import ClassInfo
+from pgnm.data.manifest import ClassInfo, ValCarving
 from pgnm.data.shards import Record, ShardingError
 
 Collected = tuple[list[Record], list[ClassInfo]]
@@ -192,3 +193,33 @@ def records_from_medmnist(src: Path, class_names: list[str] | None = None) -> Co
     classes = [ClassInfo(key=name, label=i, name=name) for i, name in enumerate(names)]
     records = [Record(r.split, r.source, names[r.label], r.label, pixels=r.pixels) for r in records]
     return records, classes
+
+
+# ----------------------------------------------------------------------------- val carving
+
+
+def carve_val(records: list[Record], carving: ValCarving, where: str) -> list[Record]:
+    """``records`` with a stratified, seeded share of each class's training samples moved to a
+    new ``val`` split (see :class:`ValCarving`); independent of the records' order. ``where``
+    names the set in errors: one that has a val split already is refused."""
+    if not 0.0 < carving.fraction < 1.0:
+        raise ShardingError(f"{where}: the val fraction must be between 0 and 1, "
+                            f"got {carving.fraction}")
+    if any(r.split == "val" for r in records):
+        raise ShardingError(f"{where}: has a val split already; carve one only from a set "
+                            "without it")
+    by_class: dict[int, list[Record]] = defaultdict(list)
+    for record in records:
+        if record.split == "train":
+            by_class[record.label].append(record)
+    moved: set[str] = set()
+    for label, members in sorted(by_class.items()):
+        members.sort(key=lambda r: r.source)
+        n = len(members)
+        take = 0 if n < 2 else min(n - 1, max(1, round(carving.fraction * n)))
+        rng = np.random.default_rng([carving.seed, label])
+        moved |= {members[i].source for i in rng.permutation(n)[:take]}
+    if not moved:
+        raise ShardingError(f"{where}: no class has two training samples to carve a val split")
+    return [replace(r, split="val") if r.split == "train" and r.source in moved else r
+            for r in records]

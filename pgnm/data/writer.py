@@ -42,6 +42,7 @@ from pgnm.data.manifest import (
     DatasetInfo,
     ShardInfo,
     SplitInfo,
+    ValCarving,
 )
 from pgnm.data.shards import (
     SIXTEEN_BIT_MODES,
@@ -155,8 +156,10 @@ def write_dataset(
     seed: int = 0,
     workers: int = 2,
     overwrite: bool = False,
+    val_carved: ValCarving | None = None,
 ) -> DatasetInfo:
-    """Shard ``records`` into ``out``; see the module docstring for the guarantees."""
+    """Shard ``records`` into ``out``; see the module docstring for the guarantees.
+    ``val_carved``: how the records' val split was carved from train (recorded as given)."""
     if samples_per_shard < 1:
         raise ShardingError(f"--samples-per-shard must be at least 1, got {samples_per_shard}")
     if not records:
@@ -216,6 +219,7 @@ def write_dataset(
         splits=splits,
         bit_depth=_bit_depth(rows),
         value_offset=value_offset,
+        val_carved=val_carved,
     )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore")

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from pgnm.atomic import atomic_write
 from pgnm.config import Config, ConfigError, flatten, with_overrides
 from pgnm.data import build_loader
-from pgnm.data.manifest import load_classes, load_dataset_info
+from pgnm.data.manifest import ValCarving, load_classes, load_dataset_info
 from pgnm.names import Stage, Tag
 from pgnm.protocol import report, subsets
 from pgnm.protocol.inits import InitResolver, Resolved, measured_s, with_controls
@@ -84,13 +84,16 @@ def draw_subsets(config: Config, root: Path) -> tuple[dict, dict]:
     fs = config.fewshot
     info, draws = {}, {}
     for name, source in fs.datasets.items():
-        shards = subsets.prepare_dataset(name, source, root / "data" / name)
+        carving = ValCarving(fraction=fs.val_fraction, seed=fs.seed)
+        shards = subsets.prepare_dataset(name, source, root / "data" / name, carving)
         subsets.check_splits(name, shards)
         labels, sources = subsets.train_labels(shards)
         classes = load_classes(shards)
-        splits = load_dataset_info(shards).splits
+        manifest = load_dataset_info(shards)
+        splits, carved = manifest.splits, manifest.val_carved
         info[name] = {"source": source, "shards": str(shards), "classes": [c.key for c in classes],
-                      **{f"{s}_samples": splits[s].samples for s in ("train", "val", "test")}}
+                      **{f"{s}_samples": splits[s].samples for s in ("train", "val", "test")},
+                      "val_carved_from_train": carved.model_dump() if carved else None}
         draws[name] = {}
         for k in fs.sizes:
             if k > len(labels):
@@ -234,10 +237,23 @@ def _finetune_all(config: Config, root: Path, resolved: dict, datasets: dict, dr
     return trials
 
 
+def _data_notes(datasets: dict) -> dict[str, str]:
+    notes = {}
+    for name, info in datasets.items():
+        carved = info.get("val_carved_from_train")
+        if carved:
+            notes[name] = (f"no val split shipped: {carved['fraction']:.0%} of each class's "
+                           f"training samples carved into val (seed {carved['seed']}), "
+                           f"{info['val_samples']} samples")
+    return notes
+
+
 def write_outputs(config: Config, root: Path, resolved: dict, datasets: dict, draws: dict,
                   trials: list[dict], notes: dict, tracker: ProtocolTracker) -> ProtocolResult:
     fs = config.fewshot
     summary = report.summarise(trials)
+    baseline = fs.controls.baseline
+    differences = report.paired(trials, baseline) if baseline in resolved else {}
     result = {
         "protocol": config.name, "sizes": fs.sizes, "trials_per_size": fs.trials,
         "seed": fs.seed, "confidence": 0.95, "interval": "Student t (scipy.stats.t), ddof=1",
@@ -248,13 +264,18 @@ def write_outputs(config: Config, root: Path, resolved: dict, datasets: dict, dr
                   for n, r in resolved.items()},
         "datasets": datasets, "draws": draws,
         "trials": sorted(trials, key=lambda t: (t["init"], t["dataset"], t["k"], t["trial"])),
-        "summary": summary, "mlflow": {"tracking_uri": tracker.store,
+        "summary": summary,
+        "paired": {"baseline": baseline, "tests": "scipy.stats.ttest_rel, scipy.stats.wilcoxon",
+                   "differences": differences},
+        "mlflow": {"tracking_uri": tracker.store,
                                        "parent_run_id": tracker.parent_id},
     }
     json_file = report.write_json(root / "fewshot.json", result)
     markdown_file = atomic_write(root / "fewshot.md", report.markdown(
-        summary, fs.sizes, fs.trials, {n: r.note for n, r in resolved.items()}))
-    plots = [report.plot(summary, d, root / f"fewshot-{d}.png") for d in summary]
+        summary, fs.sizes, fs.trials, {n: r.note for n, r in resolved.items()}, differences,
+        baseline, _data_notes(datasets)))
+    plots = [report.plot(summary, d, root / f"fewshot-{d}.png", differences=differences,
+                         baseline=baseline) for d in summary]
     out = ProtocolResult(result, json_file, markdown_file, plots)
     tracker.finish(out.files, summary)
     return out

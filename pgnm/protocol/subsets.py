@@ -25,9 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from pgnm.atomic import atomic_write
-from pgnm.data.manifest import DATASET_FILE, load_classes, load_dataset_info, read_manifest
+from pgnm.data.manifest import (
+    DATASET_FILE,
+    ValCarving,
+    load_classes,
+    load_dataset_info,
+    read_manifest,
+)
 from pgnm.data.shards import Record, ShardingError, iter_samples
-from pgnm.data.sources import records_from_folder, records_from_medmnist
+from pgnm.data.sources import carve_val, records_from_folder, records_from_medmnist
 from pgnm.data.writer import write_dataset
 from pgnm.errors import DataError
 
@@ -69,23 +75,29 @@ def stratified_sample(labels: Mapping[str, int], k: int, seed: int) -> list[str]
 # ----------------------------------------------------------------------------- downstream sets
 
 
-def prepare_dataset(name: str, source: str, out: Path) -> Path:
-    """Shard directory of ``fewshot.datasets.<name>``: the source itself, or ``out`` written."""
+def prepare_dataset(name: str, source: str, out: Path, carving: ValCarving | None = None) -> Path:
+    """Shard directory of ``fewshot.datasets.<name>``: the source itself, or ``out`` written.
+    A folder set without ``val/`` gets one carved from ``train`` as ``carving`` says."""
     src = Path(source)
     if (src / DATASET_FILE).is_file():
         return src
     if (out / DATASET_FILE).is_file():
         return out
     try:
-        if src.suffix == ".npz" and src.is_file():
+        if src.suffix == ".npz" and src.is_file():  # MedMNIST ships its val split
             records, classes, tool = *records_from_medmnist(src), "medmnist_to_wds"
+            carving = None
         elif (src / "train").is_dir():
             records, classes, tool = *records_from_folder(src), "folder_to_wds"
+            carving = None if (src / "val").is_dir() else carving
+            if carving is not None:
+                records = carve_val(records, carving, f"fewshot.datasets.{name}={source}")
         else:
             raise ProtocolDataError(
                 f"fewshot.datasets.{name}={source}: not a .npz file, a folder with train/ "
                 f"inside, or a shard directory with {DATASET_FILE}")
-        write_dataset(out, records, classes, tool, samples_per_shard=1000, workers=1)
+        write_dataset(out, records, classes, tool, samples_per_shard=1000, workers=1,
+                      val_carved=carving)
     except ShardingError as err:
         raise ProtocolDataError(f"fewshot.datasets.{name}: {err}") from None
     return out
@@ -100,8 +112,10 @@ def train_labels(root: Path) -> tuple[dict[str, int], dict[str, str]]:
 def check_splits(name: str, root: Path) -> None:
     missing = {"train", "val", "test"} - set(load_dataset_info(root).splits)
     if missing:
-        raise ProtocolDataError(
-            f"fewshot.datasets.{name}: {root / DATASET_FILE} has no {sorted(missing)} split(s)")
+        hint = (" (carve one from train: python -m data_tools.folder_to_wds --val-fraction F)"
+                if missing == {"val"} else "")
+        raise ProtocolDataError(f"fewshot.datasets.{name}: {root / DATASET_FILE} has no "
+                                f"{sorted(missing)} split(s){hint}")
 
 
 def read_samples(root: Path, keys: set[str]) -> dict[str, tuple[np.ndarray, int, str]]:

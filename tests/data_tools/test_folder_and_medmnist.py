@@ -65,3 +65,36 @@ def test_medmnist_npz_round_trip(tmp_path, channels):
         assert np.array_equal(image, arrays["train_images"][i])
         assert label == arrays["train_labels"][i, 0]
     assert verify(out)["ok"]
+
+
+def test_folder_to_wds_carves_a_seeded_stratified_val_split(tmp_path):
+    from collections import Counter
+
+    from pgnm.data.manifest import read_manifest
+
+    src = tmp_path / "set"
+    rng = np.random.default_rng(0)
+    for name, n in (("benign", 10), ("malignant", 5), ("normal", 1)):
+        for split, count in (("train", n), ("test", 2)):
+            (src / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(
+                    src / split / name / f"{i}.png")
+
+    def carve(out, seed):
+        folder_to_wds.main(["--src", str(src), "--out", str(out), "--val-fraction", "0.2",
+                       "--seed", str(seed), "--workers", "1"])
+        return {r.source for r in read_manifest(out, "val")}, load_dataset_info(out)
+
+    first, info = carve(tmp_path / "a", 0)
+    assert info.val_carved.fraction == 0.2 and info.val_carved.seed == 0
+    # 20% of each class, at least one where a class has two; a lone sample stays in train
+    assert Counter(s.split("/")[1] for s in first) == {"benign": 2, "malignant": 1}
+    assert info.splits["train"].samples == 16 - 3 and info.splits["test"].samples == 6
+    assert carve(tmp_path / "b", 0)[0] == first
+    assert carve(tmp_path / "c", 1)[0] != first
+    (src / "val" / "benign").mkdir(parents=True)
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(src / "val" / "benign" / "0.png")
+    with pytest.raises(SystemExit) as stop:
+        carve(tmp_path / "d", 0)
+    assert stop.value.code == 2

@@ -92,6 +92,16 @@ def test_table_and_plot(protocol):
     root = config_root(config)
     table = (root / "fewshot.md").read_text()
     assert "### tiny: macro-F1" in table and "| heated-paper |" in table
+    assert "### tiny: macro-F1 minus baseline" in table  # the paired differences
+    paired = result["paired"]
+    assert paired["baseline"] == "baseline"
+    assert sorted(paired["differences"]["tiny"]) == ["baseline-equal-budget", "heated-paper"]
+    cell = paired["differences"]["tiny"]["heated-paper"]["2"]["f1_macro"]
+    mine = [t["metrics"]["f1_macro"] for t in sorted(result["trials"], key=lambda t: t["trial"])
+            if t["init"] == "heated-paper" and t["k"] == 2]
+    base = [t["metrics"]["f1_macro"] for t in sorted(result["trials"], key=lambda t: t["trial"])
+            if t["init"] == "baseline" and t["k"] == 2]
+    assert cell["n"] == 2 and cell["mean"] == pytest.approx((sum(mine) - sum(base)) / 2)
     assert (root / "fewshot-tiny.png").read_bytes()[:4] == b"\x89PNG"
     assert not (root / "finetunes").exists() or not any((root / "finetunes").iterdir())
 

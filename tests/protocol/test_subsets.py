@@ -94,3 +94,27 @@ def test_folder_sets_are_sharded_and_bad_sources_named(tmp_path):
     assert prepare_dataset("again", str(shards), tmp_path / "unused") == shards
     with pytest.raises(ProtocolDataError, match="fewshot.datasets.nope"):
         prepare_dataset("nope", str(tmp_path / "missing"), tmp_path / "x")
+
+
+def test_a_folder_set_without_val_gets_one_carved_from_train(tmp_path):
+    import shutil
+
+    from pgnm.data.manifest import ValCarving, read_manifest
+    from pgnm.protocol.subsets import check_splits
+
+    src = write_folder(tmp_path / "busi", counts=(10, 1, 2))  # 10 train images per class
+    shutil.rmtree(src / "val")  # shipped as train/ and test/, like BUSI
+    with pytest.raises(ProtocolDataError, match=r"has no \['val'\].*--val-fraction"):
+        check_splits("busi", prepare_dataset("busi", str(src), tmp_path / "plain"))
+    carving = ValCarving(fraction=0.2, seed=7)
+    shards = prepare_dataset("busi", str(src), tmp_path / "carved", carving)
+    check_splits("busi", shards)
+    info = load_dataset_info(shards)
+    assert info.val_carved == carving
+    assert (info.splits["train"].samples, info.splits["val"].samples) == (24, 6)
+    train = {r.source for r in read_manifest(shards, "train")}
+    val = read_manifest(shards, "val")
+    assert not train & {r.source for r in val}  # carved out, not copied
+    assert Counter(r.label for r in val) == {0: 2, 1: 2, 2: 2}  # stratified
+    again = prepare_dataset("busi", str(src), tmp_path / "again", carving)
+    assert {r.source for r in read_manifest(again, "val")} == {r.source for r in val}
