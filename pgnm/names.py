@@ -63,7 +63,8 @@ class Tag:
     SOURCE_RUN_ID = "pgnm.source_run_id"
     ARCH = "pgnm.arch"
     OBJECTIVE = "pgnm.objective"
-    MASK = "pgnm.mask"
+    MASK = "pgnm.mask"  # a heated model's own mask settings
+    SOURCE_MASK = "pgnm.source_mask"  # a fine-tuned model's: those its source was trained with
     TRACKING = "pgnm.tracking"
     FEWSHOT_INIT = "pgnm.fewshot.init"
     FEWSHOT_DATASET = "pgnm.fewshot.dataset"

@@ -95,32 +95,67 @@ def log_classifier(
     # Two images, not one: torch.export fixes any dimension of size 1, and the inference
     # export should take any batch size.
     example = torch.zeros(2, 3, side, side).numpy()
+    portable = model_file.parent / "timm"  # pgnm.train.portable: timm's files and the card
+    attached = sorted(portable.iterdir()) if portable.is_dir() else []
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
             export,
             name="heated" if stage == Stage.PRETRAIN else "finetuned",
             input_example=example,
-            extra_files=[str(model_file)],
+            extra_files=[str(model_file), *map(str, attached)],
             registered_model_name=name,
             pip_requirements=serving_requirements(),
         )
     client = mlflow_client(tracking_uri)
     version = str(info.registered_model_version)
     client.set_registered_model_alias(name, config.tracking.alias, version)
-    m = config.mask
+    masked = stage == Stage.PRETRAIN and config.policy.enabled
     version_tags = {
         Tag.STAGE: stage,
         Tag.RUN_ID: run_id,
         Tag.ARCH: config.model.arch,
-        Tag.OBJECTIVE: config.objective.name if stage == Stage.PRETRAIN else "ce",
-        Tag.MASK: f"grid={m.grid},kernel={m.kernel_size},sigma={m.sigma}",
+        Tag.OBJECTIVE: config.objective.name if masked else "ce",
         **tags,
     }
+    # The mask describes how a model was trained: a heated model's own; a fine-tuned model
+    # trains without one and carries its source's (Tag.SOURCE_MASK, among the source tags).
+    if masked:
+        version_tags[Tag.MASK] = mask_settings(config)
     for key, value in version_tags.items():
         client.set_model_version_tag(name, version, key, str(value))
+    card = portable / "README.md"
+    if card.is_file():
+        client.update_model_version(name, version, description=card.read_text())
     return RegisteredModel(model_uri=f"models:/{name}/{version}", registered_model=name,
                            version=version, alias_uri=f"models:/{name}@{config.tracking.alias}",
                            model_id=info.model_id)
+
+
+def mask_settings(config: Config) -> str:
+    return _mask_text(config.mask.model_dump())
+
+
+def _mask_text(mask: dict) -> str:
+    return f"grid={mask['grid']},kernel={mask['kernel_size']},sigma={mask['sigma']}"
+
+
+def _source_mask(path: Path) -> str | None:
+    """The mask the model in ``path`` was trained with, from its own pgnm payload; None for a
+    timm file, a fine-tuned model or one trained without masks."""
+    import yaml
+
+    if not path.is_file():
+        return None
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("stage") != Stage.PRETRAIN.value:
+        return None
+    # the source's YAML as written (read leniently: an older pgnm may have other keys)
+    source = yaml.safe_load(payload.get("config") or "") or {}
+    mask = source.get("mask") or {}
+    if not source.get("policy", {}).get("enabled", True) or not {"grid", "kernel_size",
+                                                                  "sigma"} <= set(mask):
+        return None
+    return _mask_text(mask)
 
 
 def resolve_init(
@@ -133,7 +168,7 @@ def resolve_init(
     under ``download_dir`` (the run's own directory; the system temp dir if not given).
     """
     if not uri.startswith(("models:/", "runs:/")):
-        return Path(uri), {Tag.SOURCE_MODEL_URI: uri}
+        return Path(uri), _with_source_mask(Path(uri), {Tag.SOURCE_MODEL_URI: uri})
     import mlflow
 
     client = mlflow_client(tracking_uri)
@@ -168,7 +203,12 @@ def resolve_init(
     found = sorted(local.rglob(MODEL_FILE)) if local.is_dir() else [local]
     if not found:
         raise ConfigError(f"model.init={uri}: no {MODEL_FILE} in the downloaded model")
-    return found[0], tags
+    return found[0], _with_source_mask(found[0], tags)
+
+
+def _with_source_mask(path: Path, tags: dict[str, str]) -> dict[str, str]:
+    mask = _source_mask(path)
+    return {**tags, Tag.SOURCE_MASK: mask} if mask else tags
 
 
 def _fresh_dir(parent: Path | None) -> str:

@@ -21,6 +21,7 @@ from pgnm.tracking import Tracker, declare_model_input, log_classifier, open_run
 from pgnm.train import outputs
 from pgnm.train.distributed import World, gather_objects
 from pgnm.train.engine import deepspeed_config
+from pgnm.train.portable import write_portable
 from pgnm.train.result import FitResult
 
 
@@ -58,8 +59,12 @@ class RunLog:
     def finish(self, result: FitResult, model: PGNMModel, config: Config,
                classes: list[ClassInfo]) -> FitResult:
         """Rank 0: the model file, curves, registry entry and summary; then close the run."""
-        model_file = outputs.save_model(model, config, [c.key for c in classes],
-                                        result.out_dir, self.stage)
+        names = [c.key for c in classes]
+        model_file = outputs.save_model(model, config, names, result.out_dir, self.stage)
+        lineage = {**self.source_tags, **({"mlflow_run_id": self.tracker.run_id}
+                                          if self.tracker.run_id else {})}
+        write_portable(model.classifier, config, names, result.out_dir / "model" / "timm",
+                       self.stage, result.final, lineage)
         curves = outputs.plot_curves(self.metrics.records(), result.out_dir / "curves.png",
                                      f"{config.name} ({self.stage})")
         registered, tracker = None, self.tracker

@@ -67,6 +67,12 @@ def test_heated_to_finetuned_lineage_and_identical_reloads(tiny_shards, heated_r
     version = client.get_model_version("pgnm-heated-resnet10t", heated["version"])
     assert version.tags["pgnm.mask"] == "grid=8,kernel=3,sigma=1.0"
     assert version.tags["pgnm.objective"] == "paper"
+    assert version.description.startswith("# resnet10t, 6 classes: heated (pretrain)")
+    finetuned = client.get_model_version(tuned["registered_model"], tuned["version"])
+    assert "pgnm.mask" not in finetuned.tags  # it trained without one: its source's instead
+    assert finetuned.tags["pgnm.source_mask"] == "grid=8,kernel=3,sigma=1.0"
+    assert finetuned.tags["pgnm.objective"] == "ce"
+    assert "fine-tuned without masks" in finetuned.description
     baseline = summary(root, "baseline")
     assert client.get_run(baseline["mlflow_run_id"]).data.tags["pgnm.baseline"] == "true"
     assert baseline["registered"]["registered_model"] == "pgnm-baseline-resnet10t"
