@@ -27,7 +27,9 @@ class ModelConfig(Section):
     arch: str = "resnet18"  # any timm architecture name
     num_classes: int | None = Field(None, ge=1)  # null: as many as the data's classes.json
     # Where the weights start: null = random (the baseline), a heated model or timm
-    # checkpoint file (.pt/.pth/.safetensors); a class-count mismatch re-initialises the head.
+    # checkpoint file (.pt/.pth/.safetensors), a models:/ or runs:/ URI, or timm's pretrained
+    # weights, timm:<name> (e.g. timm:resnet50.a1_in1k, ImageNet; fetched from the hub) or
+    # timm:<name>@<file> (offline); a class-count mismatch re-initialises the head.
     init: str | None = None
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
     channels_last: bool = False

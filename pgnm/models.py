@@ -98,6 +98,33 @@ def load_backbone(
     return head_differs
 
 
+TIMM_PREFIX = "timm:"
+
+
+def timm_pretrained(spec: str, arch: str) -> dict[str, Tensor]:
+    """The weights of ``model.init=timm:<name>[@<file>]``: timm's pretrained weights for
+    ``<name>`` (``resnet50.a1_in1k``: ImageNet-1k, the paper's comparator), fetched by timm
+    from the Hugging Face hub, or read from ``<file>`` through timm's
+    ``pretrained_cfg_overlay`` on a machine without network access."""
+    name, _, file = spec[len(TIMM_PREFIX):].partition("@")
+    if name.split(".")[0] != arch:
+        raise ConfigError(f"model.init={spec}: weights of {name.split('.')[0]!r}, but "
+                          f"model.arch={arch!r}")
+    if file and not Path(file).is_file():
+        raise ConfigError(f"model.init={spec}: no such file: {file}")
+    try:
+        model = timm.create_model(name, pretrained=True,
+                                  pretrained_cfg_overlay={"file": file} if file else None)
+    except Exception as err:  # the hub's and timm's many errors (offline, no such tag)
+        raise ConfigError(
+            f"model.init={spec}: timm could not load pretrained weights for {name} "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); without "
+            f"network access, fetch the weights where there is (timm.create_model({name!r}, "
+            f"pretrained=True) saves them in the Hugging Face cache) and pass the file: "
+            f"model.init=timm:{name}@/path/to/model.safetensors") from None
+    return model.state_dict()
+
+
 def read_weights(path: str | Path) -> dict[str, Tensor]:
     """A state dict from a heated model, a training checkpoint or a timm/torchvision file.
 

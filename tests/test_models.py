@@ -67,3 +67,43 @@ def test_wrong_architecture_fails_naming_the_source():
     target = create_classifier(ModelConfig(arch="resnet10t", num_classes=3))
     with pytest.raises(ValueError, match="resnet18.pt does not fit ResNet: missing: .*unexpected"):
         load_backbone(target, source.state_dict(), source="resnet18.pt")
+
+
+def _imagenet_file(tmp_path):
+    """A 1000-class resnet10t weights file, standing in for timm's ImageNet download."""
+    from safetensors.torch import save_file
+
+    source = create_classifier(ModelConfig(arch="resnet10t", num_classes=1000))
+    path = tmp_path / "model.safetensors"
+    save_file(source.state_dict(), str(path))
+    return source, path
+
+
+def test_timm_pretrained_weights_from_a_local_file(tmp_path):
+    from pgnm.models import timm_pretrained
+
+    source, path = _imagenet_file(tmp_path)
+    weights = timm_pretrained(f"timm:resnet10t.c3_in1k@{path}", "resnet10t")
+    assert all(torch.equal(weights[k], v) for k, v in source.state_dict().items())
+    model = create_classifier(ModelConfig(arch="resnet10t", num_classes=6))
+    assert load_backbone(model, weights, "timm")  # the 1000-class head is left re-initialised
+    assert torch.equal(model.conv1[0].weight, source.conv1[0].weight)
+
+
+def test_timm_pretrained_weights_offline_say_how_to_give_a_file(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hub
+
+    from pgnm.config import ConfigError
+    from pgnm.models import timm_pretrained
+
+    # The hub's own offline switch (read at import, so set on the module): what a machine
+    # without network gets, at once instead of after the connection attempts time out
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hf"))  # and nothing cached
+    with pytest.raises(ConfigError, match=r"model.init=timm:resnet10t.c3_in1k: timm could not"
+                       r".*model.init=timm:resnet10t.c3_in1k@/path/to/model.safetensors"):
+        timm_pretrained("timm:resnet10t.c3_in1k", "resnet10t")
+    with pytest.raises(ConfigError, match="weights of 'resnet50', but model.arch='resnet10t'"):
+        timm_pretrained("timm:resnet50.a1_in1k", "resnet10t")
+    with pytest.raises(ConfigError, match="no such file"):
+        timm_pretrained(f"timm:resnet10t.c3_in1k@{tmp_path / 'none.safetensors'}", "resnet10t")

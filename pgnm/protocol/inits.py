@@ -24,6 +24,7 @@ from pathlib import Path
 from pgnm.atomic import atomic_write
 from pgnm.config import Config, ConfigError, dump_config, load_config, with_overrides
 from pgnm.config_fewshot import FewShotConfig, InitSpec, StageSpec
+from pgnm.models import TIMM_PREFIX
 from pgnm.names import Metric, Stage, Tag
 from pgnm.train.result import FitResult
 
@@ -162,6 +163,8 @@ class InitResolver:
         if model.startswith(INIT_PREFIX):
             other = self(model[len(INIT_PREFIX):])
             return Resolved("", other.model, other.uri, dict(other.tags), list(other.stages))
+        if model.startswith(TIMM_PREFIX):  # timm fetches (or reads) it in each fine-tune
+            return Resolved("", model, model, {Tag.SOURCE_MODEL_URI: model})
         if model.startswith(("models:/", "runs:/")):
             from pgnm.tracking import resolve_init
 

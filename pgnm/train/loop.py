@@ -27,8 +27,8 @@ from pgnm.data import Loader, build_loader, to_device
 from pgnm.data.manifest import ClassInfo, load_classes
 from pgnm.errors import ConfigError, DataError, PgnmError
 from pgnm.method.step import PGNMModel, StepOutput
-from pgnm.models import load_backbone, read_weights
-from pgnm.names import Stage
+from pgnm.models import TIMM_PREFIX, load_backbone, read_weights, timm_pretrained
+from pgnm.names import Stage, Tag
 from pgnm.seeds import seed_training_stream, seed_weights
 from pgnm.tracking import resolve_init
 from pgnm.tracking import tracking_uri as resolve_tracking_uri
@@ -158,10 +158,15 @@ def prepare(config: Config, stage: Stage) -> Run:
     store = resolve_tracking_uri(config.tracking, config.run_dir) if world.is_main else None
     store = gather_objects(store)[0]  # one store for every rank: rank 0's
     source_tags: dict[str, str] = {}
-    if config.model.init is not None:  # a file, or a models:/ or runs:/ URI every rank fetches
-        downloads = Path(config.run_dir) / config.name / "init"
-        init, source_tags = resolve_init(config.model.init, store, downloads)
-        if load_backbone(model.classifier, read_weights(init), config.model.init) and world.is_main:
+    if config.model.init is not None:  # a file, a models:/ or runs:/ URI or timm's weights
+        if config.model.init.startswith(TIMM_PREFIX):
+            weights = timm_pretrained(config.model.init, config.model.arch)
+            source_tags = {Tag.SOURCE_MODEL_URI: config.model.init}
+        else:  # every rank fetches it
+            downloads = Path(config.run_dir) / config.name / "init"
+            init, source_tags = resolve_init(config.model.init, store, downloads)
+            weights = read_weights(init)
+        if load_backbone(model.classifier, weights, config.model.init) and world.is_main:
             print(f"{config.model.init}: other class count, classification head re-initialised")
     device_id = world.dali_device_id
     train_loader = build_loader(config, "train", True, world.rank, world.world_size, device_id)

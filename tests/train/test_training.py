@@ -118,19 +118,23 @@ def test_finetune_from_heated_model_and_baseline_two_ranks(tiny_shards, heated_r
     )
 
 
-def test_finetune_reinitialises_the_head_for_another_class_count(tiny_shards, tmp_path):
+def test_finetune_from_timm_weights_reinitialises_the_head(tiny_shards, tmp_path):
+    """The paper's ImageNet comparator as timm names it, offline: timm's pretrained weights
+    read from a local file (1000 classes, so the head is re-initialised for 6)."""
+    from safetensors.torch import save_file
+
     from pgnm.config import ModelConfig
     from pgnm.models import create_classifier
 
-    other = create_classifier(ModelConfig(arch="resnet10t", num_classes=165))
-    torch.save({"state_dict": other.state_dict()}, tmp_path / "rin165.pth")
+    other = create_classifier(ModelConfig(arch="resnet10t", num_classes=1000))
+    save_file(other.state_dict(), str(tmp_path / "in1k.safetensors"))
     result = train(
         "finetune.py",
         1,
         tiny_shards,
         tmp_path,
         "name=transfer",
-        f"model.init={tmp_path / 'rin165.pth'}",
+        f"model.init=timm:resnet10t.c3_in1k@{tmp_path / 'in1k.safetensors'}",
         "schedule.max_steps=2",
         "engine.checkpoints=false",  # as few-shot fine-tunes run: redone, never resumed
         "tracking.enabled=false",
