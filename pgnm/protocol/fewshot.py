@@ -83,8 +83,8 @@ def draw_subsets(config: Config, root: Path) -> tuple[dict, dict]:
     """Shard the downstream sets and write every (k, trial) subset; returns info and draws."""
     fs = config.fewshot
     info, draws = {}, {}
+    carving = ValCarving(fraction=fs.val_fraction, seed=fs.seed)  # for sets shipped without val
     for name, source in fs.datasets.items():
-        carving = ValCarving(fraction=fs.val_fraction, seed=fs.seed)
         shards = subsets.prepare_dataset(name, source, root / "data" / name, carving)
         subsets.check_splits(name, shards)
         labels, sources = subsets.train_labels(shards)
@@ -267,8 +267,7 @@ def write_outputs(config: Config, root: Path, resolved: dict, datasets: dict, dr
         "summary": summary,
         "paired": {"baseline": baseline, "tests": "scipy.stats.ttest_rel, scipy.stats.wilcoxon",
                    "differences": differences},
-        "mlflow": {"tracking_uri": tracker.store,
-                                       "parent_run_id": tracker.parent_id},
+        "mlflow": {"tracking_uri": tracker.store, "parent_run_id": tracker.parent_id},
     }
     json_file = report.write_json(root / "fewshot.json", result)
     markdown_file = atomic_write(root / "fewshot.md", report.markdown(

@@ -146,7 +146,8 @@ def _source_mask(path: Path) -> str | None:
 
     if not path.is_file():
         return None
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    # mmap: only the small entries are read; the weights are read once, by read_weights
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     if not isinstance(payload, dict) or payload.get("stage") != Stage.PRETRAIN.value:
         return None
     # the source's YAML as written (read leniently: an older pgnm may have other keys)
