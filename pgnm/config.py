@@ -37,6 +37,11 @@ class ModelConfig(Section):
 
 class PolicyConfig(Section):
     enabled: bool = True  # false trains the classifier alone: the baseline
+    # false: the random-mask control. The policy stays at its initial weights and running
+    # state (in eval mode, so not even its BatchNorm statistics move): the classifier trains on
+    # masks from the distribution a heated run starts with, through the same objective, so
+    # only the policy's learning differs from the heated run.
+    learn: bool = True
     trunk: str = "resnet10t"
     hidden_dim: int = Field(512, ge=1)
     mixing_decay: float = Field(0.9, ge=0.0, le=1.0)  # logits: d * running state + (1-d) * head

@@ -42,6 +42,9 @@ class ControlsConfig(Section):
 
     equal_budget: bool = True  # the baseline also gets the reference's stage-2 fine-tune
     effective_lr: bool = True  # the baseline at lr x S, the paper objective's implicit factor
+    # the reference's recipe with its policy frozen at the start (policy.learn=false): the same
+    # masks' distribution and objective without the policy gradient
+    random_mask: bool = True
     baseline: str = "baseline"  # the init whose training recipe the controls change
     reference: str = "heated-paper"  # the PGNM init they are matched to
     # S: log_grid = log G^2 from the reference's stage-1 mask.grid; measured = the mean

@@ -6,9 +6,10 @@
     loss = objective(classifier(x_masked), y, log p)
 
 With the policy off (``policy.enabled = false``, and always when fine-tuning) the policy, sampler
-and mask are skipped: plain cross-entropy, the baseline. Training (the engine calls the module's
-forward) and the preview run this function; the mask gallery runs its first half
-(``draw_mask``); every mask anyone builds comes from ``mask.apply_mask``.
+and mask are skipped: plain cross-entropy, the baseline. With ``policy.learn = false`` the step
+is unchanged but the policy is frozen at its start: the random-mask control. Training (the
+engine calls the module's forward) and the preview run this function; the mask gallery runs its
+first half (``draw_mask``); every mask anyone builds comes from ``mask.apply_mask``.
 
 ``PGNMModel`` holds the four parts as one module, not two engines, because the official loss
 runs through both networks in one backward pass, which DeepSpeed cannot split across engines.
@@ -83,6 +84,9 @@ class PGNMModel(nn.Module):
         self.mask_config = config.mask
         self.classifier = create_classifier(config.model)
         self.policy: Policy | None = build_policy(config) if config.policy.enabled else None
+        self.policy_learns = self.policy is not None and config.policy.learn
+        if self.policy is not None and not self.policy_learns:
+            self.policy.requires_grad_(False).eval()
         self.sampler: BetaSampler | None = (
             # non-finite values are reported in the output, read when the loop looks
             build_sampler(config.policy, raise_now=False) if config.policy.enabled else None
@@ -101,6 +105,12 @@ class PGNMModel(nn.Module):
             images = images.contiguous(memory_format=torch.channels_last)
         return pgnm_step(self, images, targets, step)
 
+    def train(self, mode: bool = True) -> PGNMModel:
+        super().train(mode)
+        if self.policy is not None and not self.policy_learns:
+            self.policy.eval()  # frozen: its BatchNorm statistics and running state stay put
+        return self
+
     def mask(self, images: Tensor, values: Tensor) -> Tensor:
         """``images`` times the mask of ``values``, with this run's mask settings."""
         m = self.mask_config
@@ -109,6 +119,6 @@ class PGNMModel(nn.Module):
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by optimiser group: the policy trains at its own rate and schedule."""
         groups = {"classifier": list(self.classifier.parameters())}
-        if self.policy is not None:
+        if self.policy is not None and self.policy_learns:
             groups["policy"] = list(self.policy.parameters())
         return groups

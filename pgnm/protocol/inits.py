@@ -9,7 +9,11 @@ The two controls are derived from the baseline's recipe when switched on and not
 * ``<baseline>-effective-lr``: the baseline's recipe at ``optim.lr`` x S, the factor the paper
   objective implicitly applies to the classifier (see the method card): ``log_grid`` takes
   S = log G² from the reference's stage-1 ``mask.grid``, ``measured`` the mean S
-  (``train/policy_term``) its stage-1 run logged, or a number.
+  (``train/policy_term``) its stage-1 run logged, or a number;
+* ``random-mask``: the reference's recipe with ``policy.learn=false`` in its stage 1, so the
+  classifier sees masks from the policy's initial distribution through the same objective:
+  heated - random-mask is what the policy gradient adds, random-mask - baseline what noise
+  masks alone add.
 
 A trained stage is reused when its ``summary.json`` exists and its config is unchanged.
 """
@@ -29,6 +33,7 @@ from pgnm.names import Metric, Stage, Tag
 from pgnm.train.result import FitResult
 
 INIT_PREFIX = "init:"
+RANDOM_MASK = "random-mask"
 STAMP = "protocol-stage.yaml"
 
 
@@ -74,7 +79,8 @@ def with_controls(fs: FewShotConfig, measured_s: float | None = None) -> tuple[d
     equal, effective = f"{c.baseline}-equal-budget", f"{c.baseline}-effective-lr"
     need_equal = c.equal_budget and equal not in inits
     need_effective = c.effective_lr and effective not in inits
-    if not (need_equal or need_effective):
+    need_random = c.random_mask and RANDOM_MASK not in inits
+    if not (need_equal or need_effective or need_random):
         return inits, notes
     if c.baseline not in inits:
         raise ConfigError(f"fewshot.controls.baseline: no initialisation fewshot.inits."
@@ -102,7 +108,23 @@ def with_controls(fs: FewShotConfig, measured_s: float | None = None) -> tuple[d
                 update={"overrides": {**spec.overrides, "optim.lr": lr * s}}))
         inits[effective] = InitSpec(model=baseline.model, train=stages)
         notes[effective] = f"{c.baseline} at lr x {s:.3f}; {how}"
+    if need_random:
+        inits[RANDOM_MASK], notes[RANDOM_MASK] = random_mask(fs)
     return inits, notes
+
+
+def random_mask(fs: FewShotConfig) -> tuple[InitSpec, str]:
+    """The reference's recipe, its stage-1 policy frozen at its initial state."""
+    reference = fs.inits.get(fs.controls.reference)
+    if reference is None or not any(s.stage == Stage.PRETRAIN for s in reference.train):
+        raise ConfigError(
+            f"fewshot.controls.random_mask: fewshot.inits.{fs.controls.reference} needs a train "
+            f"recipe with a pretrain stage (or switch the control off, or give an init named "
+            f"{RANDOM_MASK})")
+    stages = [spec.model_copy(update={"overrides": {**spec.overrides, "policy.learn": False}})
+              if spec.stage == Stage.PRETRAIN else spec for spec in reference.train]
+    return (InitSpec(model=reference.model, train=stages),
+            f"{fs.controls.reference} with its policy frozen at the start (policy.learn=false)")
 
 
 def measured_s(results: list[FitResult]) -> float | None:

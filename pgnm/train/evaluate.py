@@ -22,6 +22,8 @@ import torch
 from torch import Tensor
 
 from pgnm.errors import DataError
+from pgnm.method.diagnostics import policy_diagnostics
+from pgnm.method.policy import BetaLogits
 from pgnm.method.step import PGNMModel, draw_mask
 from pgnm.seeds import derive, separate_stream
 from pgnm.train.distributed import World, gather_objects, stop_together
@@ -82,6 +84,21 @@ def evaluate(
         for name, value in classification_metrics(all_logits, all_targets, modalities).items():
             results[f"{variant}/{name}"] = value
     return Evaluation(results, first)
+
+
+@torch.no_grad()
+def probe_policy(model: PGNMModel, images: Tensor, seed: int) -> dict[str, float]:
+    """``policy/*`` diagnostics (``pgnm.method.diagnostics``) of the policy in eval mode on a
+    fixed probe batch (the first validation images), with one draw per cell."""
+    assert model.policy is not None and model.sampler is not None, "the policy is off"
+    was_training = model.training
+    model.eval()
+    with separate_stream(derive(seed, 1), images.device):
+        alpha, beta = model.policy(images)
+        logits = BetaLogits(alpha.float(), beta.float())
+        draws = model.sampler(logits).values
+    model.train(was_training)
+    return policy_diagnostics(logits, model.sampler, draws)
 
 
 @torch.no_grad()

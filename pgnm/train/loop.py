@@ -46,11 +46,14 @@ from pgnm.train.distributed import (
 )
 from pgnm.train.elastic import ElasticWindow, check_elastic, resume_at
 from pgnm.train.engine import build_engine, set_epoch_learning_rates
-from pgnm.train.evaluate import evaluate, mask_gallery
+from pgnm.train.evaluate import evaluate, mask_gallery, probe_policy
 from pgnm.train.health import Health, host_values
 from pgnm.train.result import FitResult
 from pgnm.train.runlog import RunLog
 
+# The policy diagnostics read the first validation images of rank 0 (at most one batch); the
+# gallery shows the first few of them.
+PROBE_IMAGES, GALLERY_IMAGES = 32, 6
 SHOWN = ("train/loss", "train/ce", "plain/top1", "plain/f1_macro", "masked/top1", "train/img_s")
 
 
@@ -325,7 +328,7 @@ def end_epoch(run: Run, epoch: int, progress: dict) -> dict:
     """Evaluate, draw the gallery, log, and checkpoint a finished epoch."""
     config, model, world, sums = run.config, run.model, run.world, run.sums
     evaluation = evaluate(model, run.val_loader, world, config.seed + epoch,
-                          [c.modality for c in run.classes], keep_images=6)
+                          [c.modality for c in run.classes], keep_images=PROBE_IMAGES)
     run.last_eval = evaluation.metrics
     n = max(1, sums.batches)
     record = {"kind": "epoch", "epoch": epoch, "step": run.global_step,
@@ -337,7 +340,8 @@ def end_epoch(run: Run, epoch: int, progress: dict) -> dict:
         record["policy/base_alpha_mean"] = float(model.policy.base_alpha.mean())
         record["policy/base_beta_mean"] = float(model.policy.base_beta.mean())
         if world.is_main and evaluation.first_images is not None:
-            images = evaluation.first_images
+            record.update(probe_policy(model, evaluation.first_images, config.seed + epoch))
+            images = evaluation.first_images[:GALLERY_IMAGES]
             path = run.out_dir / "gallery" / f"epoch-{epoch:03d}.png"
             gallery = mask_gallery(model, images, path, f"{config.name}: epoch {epoch}",
                                    config.data.mean, config.data.std, config.seed + epoch)

@@ -98,12 +98,23 @@ class MetricLog:
         return [json.loads(line) for line in self.path.read_text().splitlines() if line]
 
 
+POLICY_SHOWN = tuple(f"policy/{n}" for n in ("alpha_mean", "beta_mean", "mask_mean",
+                                                "image_specificity", "kl_uniform"))
+
+
 def plot_curves(records: list[dict], path: Path, title: str) -> Path | None:
     epochs = [r for r in records if r.get("kind") == "epoch"]
     if not epochs:
         return None
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    policy = [k for k in POLICY_SHOWN if k in epochs[-1]]
+    fig, (left, right, *rest) = plt.subplots(1, 3 if policy else 2,
+                                             figsize=(15 if policy else 10, 3.6))
     x = [r["epoch"] for r in epochs]
+    for key in policy:  # what the policy learns (pgnm.method.diagnostics)
+        rest[0].plot(x, [r.get(key) for r in epochs], marker="o", label=key)
+    if policy:
+        rest[0].set_xlabel("epoch")
+        rest[0].legend(fontsize=8)
     left.plot(x, [r["train/loss"] for r in epochs], marker="o", label="train loss")
     left.plot(x, [r["train/ce"] for r in epochs], marker="o", label="train CE")
     left.set_xlabel("epoch")

@@ -72,3 +72,25 @@ def test_seeded_runs_are_identical(tiny_config):
 def test_running_state_lives_in_the_joint_state_dict(tiny_config):
     keys = PGNMModel(tiny_config).state_dict()
     assert "policy.base_alpha" in keys and "policy.base_beta" in keys
+
+
+def test_a_frozen_policy_draws_masks_but_never_changes(tiny_config):
+    """policy.learn=false (the random-mask control): the classifier trains through the same
+    masked objective; the policy's weights, BatchNorm statistics and running state stay at
+    their initial values, and it is not in the optimiser's groups."""
+    torch.manual_seed(3)
+    model = PGNMModel(with_overrides(tiny_config, {"policy.learn": False})).train()
+    start = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    classifier = model.classifier.fc.weight.clone()
+    assert set(model.param_groups()) == {"classifier"} and not model.policy.training
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(3):
+        out = model(*batch(tiny_config, seed=step), step=step)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        assert out.mask_values is not None and out.policy_term.item() > 0
+    for key, value in model.policy.state_dict().items():
+        assert torch.equal(value, start[key]), key
+    assert all(p.grad is None for p in model.policy.parameters())
+    assert not torch.equal(model.classifier.fc.weight, classifier)

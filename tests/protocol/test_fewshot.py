@@ -1,9 +1,10 @@
-"""The few-shot protocol end to end on tiny data: 3 initialisations x 2 sizes x 2 trials."""
+"""The few-shot protocol end to end on tiny data: 4 initialisations x 2 sizes x 2 trials."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import yaml
@@ -43,7 +44,8 @@ def protocol(tiny_shards, tmp_path_factory):
                 "baseline": {"train": [{"stage": "finetune", "overrides": {
                     **stage, "schedule.max_steps": 2}}]},
             },
-            "controls": {"effective_lr": False},  # equal_budget: the third initialisation
+            # equal_budget and random_mask: the third and fourth initialisations
+            "controls": {"effective_lr": False},
         },
     }
     path = tmp / "tiny.yaml"
@@ -54,10 +56,10 @@ def protocol(tiny_shards, tmp_path_factory):
 
 def test_results_record_every_trial_and_its_draw(protocol):
     config, result, _ = protocol
-    inits = ["baseline", "baseline-equal-budget", "heated-paper"]
+    inits = ["baseline", "baseline-equal-budget", "heated-paper", "random-mask"]
     assert sorted(result["inits"]) == inits
     trials = result["trials"]
-    assert len(trials) == 3 * 2 * 2
+    assert len(trials) == 4 * 2 * 2
     on_disk = json.loads((config_root(config) / "fewshot.json").read_text())
     assert on_disk["trials"] == json.loads(json.dumps(trials))
     for t in trials:
@@ -95,7 +97,8 @@ def test_table_and_plot(protocol):
     assert "### tiny: macro-F1 minus baseline" in table  # the paired differences
     paired = result["paired"]
     assert paired["baseline"] == "baseline"
-    assert sorted(paired["differences"]["tiny"]) == ["baseline-equal-budget", "heated-paper"]
+    assert sorted(paired["differences"]["tiny"]) == ["baseline-equal-budget", "heated-paper",
+                                                     "random-mask"]
     cell = paired["differences"]["tiny"]["heated-paper"]["2"]["f1_macro"]
     mine = [t["metrics"]["f1_macro"] for t in sorted(result["trials"], key=lambda t: t["trial"])
             if t["init"] == "heated-paper" and t["k"] == 2]
@@ -133,7 +136,35 @@ def test_mlflow_parent_children_and_lineage(protocol):
     # is the equal-budget control, which reuses that stage's recipe
     names = sorted(v.name for v in client.search_model_versions())
     assert names == ["pgnm-baseline-equal-budget-finetune-resnet10t",
-                     "pgnm-heated-paper-finetune-resnet10t"]
+                     "pgnm-heated-paper-finetune-resnet10t",
+                     "pgnm-random-mask-finetune-resnet10t"]
+
+
+def test_stage_1_runs_log_what_the_policy_learnt_and_the_control_keeps_it_at_the_start(
+        protocol):
+    """Both stage-1 runs log the policy diagnostics; the random-mask control's policy is
+    exactly the one its seed builds, untouched by training."""
+    import torch
+
+    from pgnm.method import PGNMModel
+    from pgnm.seeds import seed_weights
+
+    config, _, _ = protocol
+    stages = Path(config.run_dir) / config.name / "train"
+    for name in ("heated-paper-0-pretrain", "random-mask-0-pretrain"):
+        epochs = [json.loads(line) for line in (stages / name / "metrics.jsonl").open()
+                  if '"kind": "epoch"' in line]
+        assert {"policy/kl_uniform", "policy/image_specificity", "policy/mask_mean",
+                "policy/draw_mean"} <= set(epochs[-1]), name
+        assert epochs[-1]["policy/kl_uniform"] >= 0.0
+    frozen = stages / "random-mask-0-pretrain"
+    stage = load_config(frozen / "config.yaml")
+    assert stage.policy.learn is False
+    seed_weights(stage.seed)
+    start = PGNMModel(stage).policy.state_dict()
+    saved = torch.load(frozen / "model" / "policy.pt", weights_only=True)["state_dict"]
+    assert saved.keys() == start.keys()
+    assert all(torch.equal(saved[k], start[k]) for k in start)
 
 
 def test_rerun_skips_what_is_done(protocol):

@@ -28,15 +28,31 @@ def test_controls_are_derived_from_the_baseline_and_the_reference():
         "optim.lr"] == pytest.approx(0.16)
 
 
+def test_the_random_mask_control_freezes_the_references_stage_1_policy():
+    fs = _fewshot(inits={"heated-paper": {"train": [PRETRAIN, STAGE2]},
+                         "baseline": {"train": [BASELINE]}},
+                  controls={"equal_budget": False, "effective_lr": False})
+    inits, notes = with_controls(fs)
+    control = inits["random-mask"]
+    assert [s.stage for s in control.train] == ["pretrain", "finetune"]
+    assert control.train[0].overrides == {**PRETRAIN["overrides"], "policy.learn": False}
+    assert control.train[1] == fs.inits["heated-paper"].train[1]
+    assert "frozen" in notes["random-mask"]
+    given = _fewshot(inits={"heated-paper": {"model": "x.pt"}, "baseline": {"model": "y.pt"}},
+                     controls={"equal_budget": False, "effective_lr": False})
+    with pytest.raises(ConfigError, match="fewshot.controls.random_mask.*pretrain stage"):
+        with_controls(given)
+
+
 def test_controls_that_cannot_be_derived_name_the_key():
     fs = _fewshot(inits={"heated-paper": {"model": "x.pt"}, "baseline": {"model": "y.pt"}})
     with pytest.raises(ConfigError, match="fewshot.controls.equal_budget"):
         with_controls(fs)
     fs = _fewshot(inits={"heated-paper": {"model": "x.pt"}, "baseline": {"model": "y.pt"}},
-                  controls={"effective_lr": False, "stage2": STAGE2})
+                  controls={"effective_lr": False, "random_mask": False, "stage2": STAGE2})
     assert with_controls(fs)[0]["baseline-equal-budget"].model == "init:baseline"
     off = _fewshot(inits={"random": {}}, controls={"equal_budget": False,
-                                                   "effective_lr": False})
+                                                   "effective_lr": False, "random_mask": False})
     assert list(with_controls(off)[0]) == ["random"]
 
 
