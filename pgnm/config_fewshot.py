@@ -72,6 +72,18 @@ class FewShotConfig(Section):
     inits: dict[str, InitSpec] = Field(default_factory=dict)
     controls: ControlsConfig = ControlsConfig()
     min_steps: int = Field(0, ge=0)  # each fine-tune trains at least this many steps
+    # best_val: every fine-tune runs up to schedule.epochs (at least min_steps), is evaluated
+    # on the val split after each epoch, stops after `patience` epochs without a better
+    # `select_on` value, and is tested with its best epoch's weights. A fixed budget suits
+    # one initialisation at most: a random init needs many more steps than a pretrained one,
+    # and every init more as k grows. last: the final epoch's weights, whatever the val split.
+    selection: Literal["best_val", "last"] = "best_val"
+    patience: int = Field(3, ge=1)
+    select_on: Literal["loss", "f1_macro", "balanced_accuracy"] = "loss"  # of the val split
+    # Besides fine-tuning: a logistic regression (sklearn) on each init's frozen features and
+    # on raw pixels (grey, pixel_size px a side) of the same draws: what "learnable" means.
+    probe: bool = True
+    pixel_size: int = Field(32, ge=4)
     keep_runs: bool = False  # keep each fine-tune's directory (model, metrics, curves)
 
     @field_validator("sizes")

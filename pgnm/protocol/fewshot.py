@@ -37,6 +37,7 @@ from pgnm.data.manifest import ValCarving, load_classes, load_dataset_info
 from pgnm.names import Stage, Tag
 from pgnm.protocol import report, subsets
 from pgnm.protocol.inits import InitResolver, Resolved, measured_s, with_controls
+from pgnm.protocol.probe import PIXELS, probe_all
 from pgnm.protocol.tracking import ProtocolTracker
 from pgnm.train.evaluate import evaluate
 from pgnm.train.loop import fit
@@ -142,21 +143,49 @@ def finetune_config(config: Config, init: Resolved, data_root: Path, k: int, see
     return with_overrides(config, updates, "few-shot fine-tune")
 
 
+class BestEpoch:
+    """``fewshot.selection=best_val``: the epoch whose val ``select_on`` is best so far, and a
+    copy of the classifier's weights then."""
+
+    def __init__(self, metric: str) -> None:
+        self.key, self.lower_is_better = f"plain/{metric}", metric == "loss"
+        self.epoch, self.value, self.weights = -1, math.nan, None
+
+    def update(self, epoch: int, record: dict, classifier) -> None:  # noqa: ANN001 - nn.Module
+        value = record[self.key]
+        better = value < self.value if self.lower_is_better else value > self.value
+        if self.epoch < 0 or better:
+            self.epoch, self.value = epoch, value
+            self.weights = {k: v.detach().clone() for k, v in classifier.state_dict().items()}
+
+
 def finetune_once(config: Config, init: Resolved, log_file: Path) -> dict:
-    """One fine-tune through ``fit``; the final classifier scored on the full test split."""
+    """One fine-tune through ``fit``; its classifier (the best val epoch's, or the last's)
+    scored on the full test split."""
+    fs = config.fewshot
     result: dict = {}
+    best = BestEpoch(fs.select_on) if fs.selection == "best_val" else None
 
     def on_epoch(run, epoch: int, record: dict) -> None:  # noqa: ANN001 - pgnm.train.loop.Run
         if epoch == run.start_epoch and run.log.tracker.run_id:
             run.log.tracker.set_tags({Tag.FEWSHOT_INIT: init.name, **init.tags})
             ProtocolTracker.declare_input(run.log.tracker, init.tags.get(Tag.SOURCE_MODEL_ID))
+        if best is not None:
+            best.update(epoch, record, run.model.classifier)
+            patience_over = epoch - best.epoch >= fs.patience
+            run.stop_requested = patience_over and run.global_step >= fs.min_steps
         if epoch + 1 < run.config.schedule.epochs and not run.stopped:
             return
+        result["epochs_trained"] = epoch + 1
+        if best is not None:  # test (and keep) the weights of the best val epoch
+            run.model.classifier.load_state_dict(best.weights)
+            result["epoch"] = best.epoch
         loader = build_loader(run.config, "test", False, run.world.rank, run.world.world_size,
                               run.world.dali_device_id)
         metrics = evaluate(run.model, loader, run.world, run.config.seed).metrics
-        result.update({key: metrics[f"plain/{key}"] for key in TEST_KEYS})
-        run.log.tracker.log_metrics({f"test/{k}": v for k, v in result.items()}, run.global_step)
+        tested = {key: metrics[f"plain/{key}"] for key in TEST_KEYS}
+        result.update(tested)
+        run.log.tracker.log_metrics({f"test/{k}": v for k, v in tested.items()}, run.global_step)
 
     out = Path(config.run_dir) / config.name
     shutil.rmtree(out, ignore_errors=True)  # a fine-tune cut short earlier starts again
@@ -168,8 +197,10 @@ def finetune_once(config: Config, init: Resolved, log_file: Path) -> dict:
         trained = fit(config, Stage.FINETUNE, on_epoch)
     if not config.fewshot.keep_runs:
         shutil.rmtree(out, ignore_errors=True)
+    selected, trained_epochs = result.pop("epoch", None), result.pop("epochs_trained")
     return {"metrics": result, "run_id": trained.mlflow_run_id,
             "steps": trained.global_step, "epochs": config.schedule.epochs,
+            "epochs_trained": trained_epochs, "selected_epoch": selected,
             "batch_size": config.data.batch_size, "seconds": time.perf_counter() - start}
 
 
@@ -194,10 +225,13 @@ def run_protocol(config: Config) -> ProtocolResult:
     tracker.start(flatten(config), resolved, datasets)
     try:
         trials = _finetune_all(config, root, resolved, datasets, draws, tracker)
+        probes = probe_all(config, root, {n: r.model for n, r in resolved.items()}, datasets,
+                           draws, lambda d, k, t: _subset_dir(root, d, k, t)
+                           ) if config.fewshot.probe else []
     except BaseException:
         tracker.fail()
         raise
-    return write_outputs(config, root, resolved, datasets, draws, trials, notes, tracker)
+    return write_outputs(config, root, resolved, datasets, draws, trials, notes, tracker, probes)
 
 
 def _finetune_all(config: Config, root: Path, resolved: dict, datasets: dict, draws: dict,
@@ -249,11 +283,25 @@ def _data_notes(datasets: dict) -> dict[str, str]:
 
 
 def write_outputs(config: Config, root: Path, resolved: dict, datasets: dict, draws: dict,
-                  trials: list[dict], notes: dict, tracker: ProtocolTracker) -> ProtocolResult:
+                  trials: list[dict], notes: dict, tracker: ProtocolTracker,
+                  probes: list[dict]) -> ProtocolResult:
     fs = config.fewshot
     summary = report.summarise(trials)
     baseline = fs.controls.baseline
     differences = report.paired(trials, baseline) if baseline in resolved else {}
+    probe_summary = report.summarise(probes)
+    probe_differences = report.paired([p for p in probes if p["init"] != PIXELS], baseline
+                                      ) if baseline in resolved else {}
+    pixels = {d: by_init[PIXELS] for d, by_init in probe_summary.items() if PIXELS in by_init}
+    flags = report.sanity({"fine-tune": summary, "linear probe": probe_summary}, pixels,
+                          {d: 1 / len(info["classes"]) for d, info in datasets.items()}
+                          ) if probes else None
+    shown = {d: {**by_init, **({PIXELS: pixels[d]} if d in pixels else {})}
+             for d, by_init in summary.items()}  # every table shows what "learnable" means
+    inits = {n: r.note for n, r in resolved.items()}
+    if probes:
+        inits[PIXELS] = (f"logistic regression on the raw pixels of the same draws (grey, "
+                         f"{fs.pixel_size} px a side): no network")
     result = {
         "protocol": config.name, "sizes": fs.sizes, "trials_per_size": fs.trials,
         "seed": fs.seed, "confidence": 0.95, "interval": "Student t (scipy.stats.t), ddof=1",
@@ -267,14 +315,23 @@ def write_outputs(config: Config, root: Path, resolved: dict, datasets: dict, dr
         "summary": summary,
         "paired": {"baseline": baseline, "tests": "scipy.stats.ttest_rel, scipy.stats.wilcoxon",
                    "differences": differences},
+        "selection": {"rule": fs.selection, "patience": fs.patience, "select_on": fs.select_on,
+                      "max_epochs": config.schedule.epochs, "min_steps": fs.min_steps},
+        "probe": {"model": "sklearn StandardScaler + LogisticRegression(max_iter=2000)",
+                  "pixel_size": fs.pixel_size, "trials": probes, "summary": probe_summary,
+                  "paired": probe_differences} if probes else None,
+        "sanity": flags,
         "mlflow": {"tracking_uri": tracker.store, "parent_run_id": tracker.parent_id},
     }
     json_file = report.write_json(root / "fewshot.json", result)
     markdown_file = atomic_write(root / "fewshot.md", report.markdown(
-        summary, fs.sizes, fs.trials, {n: r.note for n, r in resolved.items()}, differences,
-        baseline, _data_notes(datasets)))
-    plots = [report.plot(summary, d, root / f"fewshot-{d}.png", differences=differences,
+        shown, fs.sizes, fs.trials, inits, differences, baseline, _data_notes(datasets),
+        probe_summary, probe_differences, flags))
+    plots = [report.plot(shown, d, root / f"fewshot-{d}.png", differences=differences,
                          baseline=baseline) for d in summary]
+    plots += [report.plot(probe_summary, d, root / f"fewshot-{d}-probe.png",
+                          differences=probe_differences, baseline=baseline,
+                          what="linear probe") for d in probe_summary]
     out = ProtocolResult(result, json_file, markdown_file, plots)
     tracker.finish(out.files, summary)
     return out

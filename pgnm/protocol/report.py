@@ -17,6 +17,8 @@ from pgnm.protocol.stats import paired_difference, t_interval  # noqa: E402
 
 METRICS = {"f1_macro": "macro-F1", "balanced_accuracy": "balanced accuracy",
            "auroc_macro_ovr": "macro one-vs-rest AUC"}
+SANITY_METRIC = "balanced_accuracy"  # chance is 1 / C whatever the class balance of the test set
+PIXELS_ROW = "pixels"  # pgnm.protocol.probe.PIXELS, the row every table shows for reference
 
 
 def write_json(path: Path, data: object) -> Path:
@@ -56,6 +58,52 @@ def paired(trials: list[dict], baseline: str) -> dict:
     return out
 
 
+def sanity(evaluations: dict[str, dict], pixels: dict, chance: dict[str, float]) -> list[dict]:
+    """Cells where an initialisation is at chance although the pixel baseline learns the set.
+
+    ``evaluations``: name ("fine-tune", "linear probe") -> :func:`summarise` output; ``pixels``:
+    dataset -> k -> metric -> interval of the pixel baseline; ``chance``: dataset -> 1 / C.
+    On balanced accuracy: the baseline learns when its 95% interval lies above chance; an
+    initialisation is at chance when its interval reaches down to chance. With one trial (no
+    interval) the means decide, with margins of 0.1 and 0.05.
+    """
+    flags = []
+    for evaluation, summary in evaluations.items():
+        for dataset, by_init in summary.items():
+            level = chance[dataset]
+            for init, by_k in by_init.items():
+                for k, stats in by_k.items():
+                    pix = pixels.get(dataset, {}).get(k, {}).get(SANITY_METRIC)
+                    mine = stats[SANITY_METRIC]
+                    if pix is None or init == PIXELS_ROW:
+                        continue
+                    learns = (pix["ci_low"] > level if not math.isnan(pix["ci_low"])
+                              else pix["mean"] > level + 0.1)
+                    at_chance = (mine["ci_low"] <= level if not math.isnan(mine["ci_low"])
+                                 else mine["mean"] <= level + 0.05)
+                    if learns and at_chance:
+                        flags.append({"evaluation": evaluation, "dataset": dataset,
+                                      "init": init, "k": int(k), "chance": level,
+                                      SANITY_METRIC: mine["mean"],
+                                      f"pixels_{SANITY_METRIC}": pix["mean"]})
+    return flags
+
+
+def _sanity_lines(flags: list[dict]) -> list[str]:
+    lines = ["### Sanity check", "",
+             "An initialisation whose balanced accuracy cannot be told from chance on a set the "
+             "pixel baseline learns (its 95% interval above chance) is flagged: the recipe did "
+             "not let it learn, so its cells say nothing about the initialisation.", ""]
+    if not flags:
+        return lines + ["No cell flagged.", ""]
+    lines += ["| evaluation | set | init | k | balanced accuracy | pixels | chance |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {f['evaluation']} | {f['dataset']} | {f['init']} | {f['k']} | "
+              f"{f[SANITY_METRIC]:.3f} | {f['pixels_' + SANITY_METRIC]:.3f} | "
+              f"{f['chance']:.3f} |" for f in flags]
+    return lines + [""]
+
+
 def _cell(stat: dict) -> str:
     if math.isnan(stat["mean"]):
         return "n/a"
@@ -76,11 +124,12 @@ def _paired_cell(stat: dict) -> str:
     return text
 
 
-def _paired_tables(differences: dict, baseline: str, sizes: list[int]) -> list[str]:
+def _paired_tables(differences: dict, baseline: str, sizes: list[int],
+                   what: str = "") -> list[str]:
     lines = [f"Paired differences against **{baseline}** (the same draws): mean [95% t-interval]"
              " (paired t-test p, Wilcoxon signed-rank p), macro-F1.", ""]
     for dataset, by_init in differences.items():
-        lines += [f"### {dataset}: macro-F1 minus {baseline}", "",
+        lines += [f"### {dataset}: macro-F1 minus {baseline}{what}", "",
                   "| init | " + " | ".join(f"k={k}" for k in sizes) + " |",
                   "|---|" + "---|" * len(sizes)]
         for init, by_k in by_init.items():
@@ -91,23 +140,40 @@ def _paired_tables(differences: dict, baseline: str, sizes: list[int]) -> list[s
     return lines
 
 
-def markdown(summary: dict, sizes: list[int], trials: int, notes: dict[str, str],
-             differences: dict | None = None, baseline: str = "",
-             data_notes: dict[str, str] | None = None) -> str:
-    """One table per dataset and metric: mean [95% t-interval] over the trials, per k; then,
-    given ``differences`` (:func:`paired`), one table per dataset of the paired differences."""
-    lines = [f"Mean over {trials} trials per cell [95% t-interval], full test split.", ""]
+def _tables(summary: dict, sizes: list[int], what: str) -> list[str]:
+    lines = []
     for dataset, by_init in summary.items():
         for metric, title in METRICS.items():
-            lines += [f"### {dataset}: {title}", "",
+            lines += [f"### {dataset}: {title}{what}", "",
                       "| init | " + " | ".join(f"k={k}" for k in sizes) + " |",
                       "|---|" + "---|" * len(sizes)]
             for init, by_k in by_init.items():
                 cells = [_cell(by_k[str(k)][metric]) if str(k) in by_k else "" for k in sizes]
                 lines.append(f"| {init} | " + " | ".join(cells) + " |")
             lines.append("")
+    return lines
+
+
+def markdown(summary: dict, sizes: list[int], trials: int, notes: dict[str, str],
+             differences: dict | None = None, baseline: str = "",
+             data_notes: dict[str, str] | None = None, probe: dict | None = None,
+             probe_differences: dict | None = None, flags: list[dict] | None = None) -> str:
+    """One table per dataset and metric: mean [95% t-interval] over the trials, per k; then,
+    given ``differences`` (:func:`paired`), one table per dataset of the paired differences;
+    the same for the linear probe (``probe``, a :func:`summarise` output) and the sanity
+    check's ``flags`` (:func:`sanity`)."""
+    lines = [f"Mean over {trials} trials per cell [95% t-interval], full test split.", ""]
+    lines += _tables(summary, sizes, "")
     if differences:
         lines += _paired_tables(differences, baseline, sizes)
+    if probe:
+        lines += ["## Linear probe", "", "Logistic regression on each initialisation's frozen "
+                  "features of the same draws (the pixels row: on raw pixels).", ""]
+        lines += _tables(probe, sizes, " (linear probe)")
+        if probe_differences:
+            lines += _paired_tables(probe_differences, baseline, sizes, " (linear probe)")
+    if flags is not None:
+        lines += _sanity_lines(flags)
     if notes:
         lines += ["Initialisations:", ""] + [f"- **{n}**: {text}" for n, text in notes.items()]
     if data_notes:
@@ -116,7 +182,8 @@ def markdown(summary: dict, sizes: list[int], trials: int, notes: dict[str, str]
 
 
 def plot(summary: dict, dataset: str, path: Path, metric: str = "f1_macro",
-         differences: dict | None = None, baseline: str = "") -> Path:
+         differences: dict | None = None, baseline: str = "",
+         what: str = "few-shot fine-tuning") -> Path:
     """Mean metric vs k (log2 axis) with 95% CI bands, one line per initialisation; given
     ``differences`` (:func:`paired`), a second panel of each init's paired difference from
     ``baseline`` with its 95% t-interval, in the same colours."""
@@ -128,13 +195,14 @@ def plot(summary: dict, dataset: str, path: Path, metric: str = "f1_macro",
         ks = sorted(int(k) for k in by_k)
         stats = [by_k[str(k)][metric] for k in ks]
         mean = [s["mean"] for s in stats]
-        line, = ax.plot(ks, mean, marker="o", label=init)
+        line, = ax.plot(ks, mean, marker="o", label=init,
+                        linestyle="--" if init == PIXELS_ROW else "-")
         colours[init] = line.get_color()
         low = [s["ci_low"] if not math.isnan(s["ci_low"]) else s["mean"] for s in stats]
         high = [s["ci_high"] if not math.isnan(s["ci_high"]) else s["mean"] for s in stats]
         ax.fill_between(ks, low, high, color=line.get_color(), alpha=0.15)
     ax.set_ylabel(f"{METRICS[metric]} (test)")
-    ax.set_title(f"{dataset}: few-shot fine-tuning, mean and 95% t-interval")
+    ax.set_title(f"{dataset}: {what}, mean and 95% t-interval")
     if paired_panel:
         right = axes[0][1]
         for init, by_k in differences[dataset].items():

@@ -83,6 +83,7 @@ class Run:
     device_sums: torch.Tensor | None = None  # the same, accumulating on the device
     health: Health | None = None  # non-finite values seen on the device since the start
     last_eval: dict = field(default_factory=dict)
+    stop_requested: bool = False  # set by an epoch hook: finish after this epoch (early stop)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -91,7 +92,7 @@ class Run:
     @property
     def stopped(self) -> bool:
         max_steps = self.config.schedule.max_steps
-        return max_steps is not None and self.global_step >= max_steps
+        return self.stop_requested or (max_steps is not None and self.global_step >= max_steps)
 
 
 EpochHook = Callable[["Run", int, dict], None]

@@ -29,11 +29,11 @@ def protocol(tiny_shards, tmp_path_factory):
              "tracking.log_model": False}
     tree = {
         "name": "tiny", "run_dir": str(tmp / "runs"), "optim": {"lr": 0.01},
-        "model": {"arch": "resnet10t"}, "schedule": {"epochs": 1},
+        "model": {"arch": "resnet10t"}, "schedule": {"epochs": 3},  # early stop: patience 1
         "data": {"image_size": 32, "eval_resize": 36, "batch_size": 8, "num_workers": 0},
         "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}"},
         "fewshot": {
-            "sizes": [2, 4], "trials": 2,
+            "sizes": [2, 4], "trials": 2, "patience": 1,
             "datasets": {"tiny": str(write_npz(tmp / "tiny.npz"))},
             "inits": {
                 "heated-paper": {"train": [
@@ -167,10 +167,40 @@ def test_stage_1_runs_log_what_the_policy_learnt_and_the_control_keeps_it_at_the
     assert all(torch.equal(saved[k], start[k]) for k in start)
 
 
+def test_fine_tunes_stop_early_and_are_tested_at_their_best_val_epoch(protocol):
+    _, result, _ = protocol
+    assert result["selection"]["rule"] == "best_val" and result["selection"]["patience"] == 1
+    for t in result["trials"]:
+        assert 1 <= t["epochs_trained"] <= 3 and 0 <= t["selected_epoch"] < t["epochs_trained"]
+        if t["epochs_trained"] < 3:  # stopped: the epoch after the best one was no better
+            assert t["selected_epoch"] == t["epochs_trained"] - 2
+
+
+def test_linear_probes_and_the_pixel_baseline_share_the_draws(protocol):
+    config, result, _ = protocol
+    probes = result["probe"]["trials"]
+    inits = ["baseline", "baseline-equal-budget", "heated-paper", "pixels", "random-mask"]
+    assert sorted({p["init"] for p in probes}) == inits and len(probes) == 5 * 2 * 2
+    seeds = {(t["k"], t["trial"]): t["seed"] for t in result["trials"]}
+    for p in probes:
+        assert p["eval"] == "probe" and p["seed"] == seeds[(p["k"], p["trial"])]
+        assert 0.0 <= p["metrics"]["balanced_accuracy"] <= 1.0
+    summary = result["probe"]["summary"]["tiny"]
+    assert summary["pixels"]["4"]["f1_macro"]["n"] == 2
+    assert "pixels" not in result["probe"]["paired"]["tiny"]
+    assert isinstance(result["sanity"], list)
+    table = (config_root(config) / "fewshot.md").read_text()
+    assert "## Linear probe" in table and "| pixels |" in table and "### Sanity check" in table
+    assert (config_root(config) / "fewshot-tiny-probe.png").read_bytes()[:4] == b"\x89PNG"
+    lines = (config_root(config) / "probes.jsonl").read_text().splitlines()
+    assert len(lines) == len(probes)
+
+
 def test_rerun_skips_what_is_done(protocol):
     config, result, _ = protocol
     again = run_protocol(config).report
     assert [t["run_id"] for t in again["trials"]] == [t["run_id"] for t in result["trials"]]
+    assert again["probe"]["trials"] == result["probe"]["trials"]  # read back, not refitted
 
 
 def config_root(config):
