@@ -2,9 +2,11 @@
 
     python launch/paper.py [--config configs/fewshot/paper.yaml] [key=value ...]
 
-1. writes a synthetic RadImageNet (12 classes, 1,200 images) and shards it, and two synthetic
-   downstream sets: a MedMNIST-format OrganAMNIST-like ``.npz`` (11 CT organ classes) and a
-   BUSI-like folder-per-class set (3 breast-ultrasound classes), all under ``runs/paper/``;
+1. writes a synthetic RadImageNet (12 classes, 1,200 images) and shards it, and three synthetic
+   downstream sets: a MedMNIST-format OrganAMNIST-like ``.npz`` (11 CT organ classes), a
+   BUSI-like folder-per-class set (3 breast-ultrasound classes) and a pediatric-pneumonia-like
+   chest X-ray set (2 classes; X-ray is a modality the pretraining set lacks), all under
+   ``runs/paper/``;
 2. runs ``configs/fewshot/paper.yaml`` through ``pgnm.protocol.run_protocol``: stage 1 with
    the paper objective and with REINFORCE, stage 2 for both heated models, the baseline and
    its equal-budget and effective-LR controls, random init, then few-shot fine-tunes of every
@@ -30,6 +32,8 @@ from pgnm.config import load_config  # noqa: E402
 from pgnm.errors import reported_as_one_line  # noqa: E402
 
 OUT = Path("runs/paper")  # the paths configs/fewshot/paper.yaml and configs/paper/ name
+# Ultrasound like pretraining's US classes, and chest X-ray: a modality the pretraining set lacks
+FOLDER_SETS = ("busi", "pneumonia_xr")
 
 
 def prepare_data(out: Path, classes: int, images: int) -> None:
@@ -43,12 +47,14 @@ def prepare_data(out: Path, classes: int, images: int) -> None:
                              workers=os.cpu_count() or 1)
         shard(["--src", str(out / "raw"), "--out", str(shards), "--samples-per-shard", "200"])
     downstream = out / "downstream"
-    if not (downstream / "organamnist_64.npz").is_file():  # 40 / 5 / 30 images per class
-        write_medmnist_npz(downstream, "organamnist", sizes=(64,), counts=(440, 55, 330), seed=1)
-    marker = downstream / "busi" / ".complete"
-    if not marker.is_file():  # 120 / 5 / 60 images per class
-        write_folder_dataset(downstream, "busi", per_class=(120, 5, 60), size=64, seed=1)
-        marker.touch()
+    # val splits of 10-20 images per class: each few-shot fine-tune stops on its val loss
+    if not (downstream / "organamnist_64.npz").is_file():  # 40 / 10 / 30 images per class
+        write_medmnist_npz(downstream, "organamnist", sizes=(64,), counts=(440, 110, 330), seed=1)
+    for name in FOLDER_SETS:  # 120 / 20 / 60 images per class
+        marker = downstream / name / ".complete"
+        if not marker.is_file():
+            write_folder_dataset(downstream, name, per_class=(120, 20, 60), size=64, seed=1)
+            marker.touch()
 
 
 def main(argv: list[str] | None = None) -> None:
