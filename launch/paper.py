@@ -33,7 +33,8 @@ from pgnm.errors import reported_as_one_line  # noqa: E402
 
 OUT = Path("runs/paper")  # the paths configs/fewshot/paper.yaml and configs/paper/ name
 # Ultrasound like pretraining's US classes, and chest X-ray: a modality the pretraining set lacks
-FOLDER_SETS = ("busi", "pneumonia_xr")
+# (train, val, test) images per class; at least 256 training images for k = 256
+FOLDER_SETS = {"busi": (120, 20, 60), "pneumonia_xr": (150, 20, 60)}
 
 
 def prepare_data(out: Path, classes: int, images: int) -> None:
@@ -50,10 +51,10 @@ def prepare_data(out: Path, classes: int, images: int) -> None:
     # val splits of 10-20 images per class: each few-shot fine-tune stops on its val loss
     if not (downstream / "organamnist_64.npz").is_file():  # 40 / 10 / 30 images per class
         write_medmnist_npz(downstream, "organamnist", sizes=(64,), counts=(440, 110, 330), seed=1)
-    for name in FOLDER_SETS:  # 120 / 20 / 60 images per class
+    for name, per_class in FOLDER_SETS.items():
         marker = downstream / name / ".complete"
         if not marker.is_file():
-            write_folder_dataset(downstream, name, per_class=(120, 20, 60), size=64, seed=1)
+            write_folder_dataset(downstream, name, per_class=per_class, size=64, seed=1)
             marker.touch()
 
 
