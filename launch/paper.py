@@ -1,6 +1,7 @@
 """The whole protocol at small scale (`make paper`): synthetic data -> both objectives -> few-shot.
 
     python launch/paper.py [--config configs/fewshot/paper.yaml] [key=value ...]
+    python launch/paper.py --rung small|medium [key=value ...]   # the scale ladder
 
 1. writes a synthetic RadImageNet (12 classes, 1,200 images) and shards it, and three synthetic
    downstream sets: a MedMNIST-format OrganAMNIST-like ``.npz`` (11 CT organ classes), a
@@ -13,7 +14,9 @@
    initialisation on every set (k = 8..256, 5 trials in this quick config);
 3. prints the tables; ``runs/paper/fewshot-paper/`` holds fewshot.json/.md and the plots.
 
-Every step is skipped when its output exists, so an interrupted run continues.
+Every step is skipped when its output exists, so an interrupted run continues. ``--rung``
+runs the same protocol at a larger scale (``RUNGS``: classes, images, crop, epochs, trials)
+under ``runs/ladder/<rung>/``.
 """
 
 from __future__ import annotations
@@ -23,18 +26,60 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
-from pgnm.config import load_config  # noqa: E402
+from pgnm.config import Config, load_config, parse_overrides, with_overrides  # noqa: E402
 from pgnm.errors import reported_as_one_line  # noqa: E402
 
 OUT = Path("runs/paper")  # the paths configs/fewshot/paper.yaml and configs/paper/ name
 # Ultrasound like pretraining's US classes, and chest X-ray: a modality the pretraining set lacks
 # (train, val, test) images per class; at least 256 training images for k = 256
 FOLDER_SETS = {"busi": (120, 20, 60), "pneumonia_xr": (150, 20, 60)}
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One rung of the scale ladder: the same protocol on more data for longer."""
+
+    classes: int
+    images: int
+    image_size: int  # training crop; evaluation resizes to 9/8 of it first
+    pretrain_epochs: int  # stage 1, and the baseline recipe trained like it
+    finetune_epochs: int  # stage 2
+    trials: int
+
+
+# toy: configs/fewshot/paper.yaml as written. The others write to runs/ladder/<rung>/.
+RUNGS = {"toy": Rung(12, 1200, 48, 6, 2, 3), "small": Rung(30, 6000, 64, 12, 3, 5),
+         "medium": Rung(165, 16500, 64, 10, 2, 5)}
+
+
+def rung_config(config: Config, rung: Rung, out: Path) -> Config:
+    """``config`` moved to ``out`` at the rung's scale: every stage of every initialisation
+    trains on the rung's shards, crop and epochs."""
+    size = {"data.image_size": rung.image_size, "data.eval_resize": rung.image_size * 9 // 8}
+    inits = {}
+    for name, spec in config.fewshot.inits.items():
+        stages = []
+        for stage in spec.train:
+            stage_one = stage.stage == "pretrain" or "pretrain" in str(stage.config)
+            epochs = rung.pretrain_epochs if stage_one else rung.finetune_epochs
+            extra = {"data.root": str(out / "radimagenet-shards"), **size,
+                     "schedule.epochs": epochs}
+            if stage_one:  # the step schedule's two drops at 1/3 and 2/3, as in 90 epochs
+                extra["schedule.step_size"] = max(1, epochs // 3)
+            stages.append(stage.model_copy(update={"overrides": {**stage.overrides, **extra}}))
+        inits[name] = spec.model_copy(update={"train": stages}).model_dump()
+    downstream = out / "downstream"
+    datasets = {"organamnist": str(downstream / "organamnist_64.npz"),
+                **{name: str(downstream / name) for name in FOLDER_SETS}}
+    return with_overrides(config, {"run_dir": str(out), "fewshot.inits": inits,
+                                   "fewshot.datasets": datasets, "fewshot.trials": rung.trials,
+                                   **size}, f"rung {out.name}")
 
 
 def prepare_data(out: Path, classes: int, images: int) -> None:
@@ -61,17 +106,24 @@ def prepare_data(out: Path, classes: int, images: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("configs/fewshot/paper.yaml"))
-    parser.add_argument("--classes", type=int, default=12)
-    parser.add_argument("--images", type=int, default=1200)
+    parser.add_argument("--rung", choices=sorted(RUNGS), default="toy",
+                        help="scale ladder rung (toy: the config as written, into runs/paper)")
+    parser.add_argument("--classes", type=int, help="synthetic RadImageNet classes (toy: 12)")
+    parser.add_argument("--images", type=int, help="synthetic RadImageNet images (toy: 1200)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     os.chdir(ROOT)  # the configs name their paths relative to the checkout
     start = time.perf_counter()
     from pgnm.protocol import run_protocol
 
+    rung = RUNGS[args.rung]
+    out = OUT if args.rung == "toy" else Path("runs/ladder") / args.rung
     with reported_as_one_line("paper"):  # the launchers' one error path
         config = load_config(args.config, args.overrides)
-        prepare_data(OUT, args.classes, args.images)
+        if args.rung != "toy":  # key=value overrides still win over the rung's settings
+            config = with_overrides(rung_config(config, rung, out),
+                                    parse_overrides(args.overrides), "command-line overrides")
+        prepare_data(out, args.classes or rung.classes, args.images or rung.images)
         result = run_protocol(config)
     seconds = time.perf_counter() - start
     root = Path(config.run_dir) / config.name
