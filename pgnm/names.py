@@ -46,6 +46,14 @@ class Metric:
                 "balanced_accuracy": "val_balanced_accuracy", "auroc_macro_ovr": "val_auroc"}
     REPORTED_TRAIN_LOSS = "train_loss"
 
+    # The data split a metric family is computed on; MLflow links the metric to that split's
+    # dataset input (pgnm.tracking.datasets). Rates, policy parameters and counts have none.
+    SPLIT_OF = {"train": "train", PLAIN: "val", MASKED: "val", "test": "test"}
+
+    @staticmethod
+    def split(key: str) -> str | None:
+        return Metric.SPLIT_OF.get(key.split("/")[0]) if "/" in key else None
+
 
 class Tag:
     """MLflow tag names pgnm writes and reads (runs and model versions)."""
@@ -65,6 +73,7 @@ class Tag:
     OBJECTIVE = "pgnm.objective"
     MASK = "pgnm.mask"  # a heated model's own mask settings
     SOURCE_MASK = "pgnm.source_mask"  # a fine-tuned model's: those its source was trained with
+    MODEL_ID = "pgnm.model_id"  # the run's LoggedModel, created at its start (a resume finds it)
     TRACKING = "pgnm.tracking"
     FEWSHOT_INIT = "pgnm.fewshot.init"
     FEWSHOT_DATASET = "pgnm.fewshot.dataset"

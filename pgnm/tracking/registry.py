@@ -6,10 +6,12 @@ model *input* (MLflow 3's ``LoggedModelInput``), the run and the new model versi
 ``pgnm.source_*`` tags, and ``lineage`` walks them back to the pretraining run, its data
 manifest and its config.
 
-Each trained classifier is logged as a LoggedModel holding an inference export (``pt2``,
-with a two-image input example, so the batch size stays free) and, as an extra file,
-pgnm's ``model.pt`` (state dict, timm architecture, classes, config) that fine-tuning
-rebuilds and trains.
+Each run opens its LoggedModel when it starts (``open_logged_model``: PENDING, so that its
+epoch metrics can name the model they describe) and logs the trained classifier into it at the
+end (READY; FAILED if the run ends without it). The model holds an inference export (``pt2``,
+with a two-image input example, so the batch size stays free) and, as an extra file, pgnm's
+``model.pt`` (state dict, timm architecture, classes, config) that fine-tuning rebuilds and
+trains.
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ from pgnm.names import Stage, Tag
 from pgnm.tracking.store import mlflow_client
 
 MODEL_FILE = "model.pt"
-
+# Stated, not left to MLflow, whose default depends on where it runs (pickle on Databricks).
+# pt2 (torch.export) is a graph: ``mlflow.pytorch.load_model`` gives the same logits without
+# pgnm or timm importable, and loading it runs no code, where unpickling a model runs whatever
+# the file says (MLflow warns on every pickle save). It needs the input example given below.
+SERIALIZATION_FORMAT = "pt2"
+# The step log_model records the model at. MLflow 3.17 copies the run's metrics of that step
+# onto the model, reading them back without their dataset link, and the copy collides with
+# the linked original (a UNIQUE constraint in logged_model_metrics: the upload fails). pgnm
+# links its epoch metrics itself and logs nothing at step 0 (steps count from 1).
+OUTPUT_STEP = 0
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,27 @@ def registered_name(config: Config, stage: str) -> str:
     else:  # baselines get their own name, so an alias never jumps between the two kinds
         kind = "finetuned" if config.model.init is not None else "baseline"
     return f"pgnm-{kind}-{config.model.arch}"
+
+
+def model_name(stage: str) -> str:
+    """The LoggedModel's name (and its artifact folder): what the stage produces."""
+    return "heated" if stage == Stage.PRETRAIN else "finetuned"
+
+
+def open_logged_model(tracking_uri: str, run_id: str, stage: str,
+                      params: dict[str, object]) -> str:
+    """The run's LoggedModel id: created PENDING (with the run's config as its params) when a
+    run starts; a resumed run finds its own through the run's ``pgnm.model_id`` tag (one that
+    a crash left FAILED becomes READY when the resumed run logs the model into it)."""
+    client = mlflow_client(tracking_uri)
+    run = client.get_run(run_id)
+    if run.data.tags.get(Tag.MODEL_ID):
+        return run.data.tags[Tag.MODEL_ID]
+    model = client.create_logged_model(
+        run.info.experiment_id, name=model_name(stage), source_run_id=run_id,
+        tags={Tag.STAGE: str(stage)}, params={k: str(v)[:6000] for k, v in params.items()})
+    client.set_tag(run_id, Tag.MODEL_ID, model.model_id)
+    return model.model_id
 
 
 def _model_id(version) -> str | None:  # noqa: ANN001 - ModelVersion
@@ -82,8 +114,10 @@ def log_classifier(
     config: Config,
     stage: str,
     tags: dict[str, str],
+    model_id: str | None = None,
 ) -> RegisteredModel:
-    """Log, register and alias the classifier; returns its URIs and version."""
+    """Log the classifier into the run's LoggedModel ``model_id`` (a new one if None), register
+    and alias it; returns its URIs and version."""
     import mlflow
     import mlflow.pytorch
 
@@ -100,7 +134,10 @@ def log_classifier(
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
             export,
-            name="heated" if stage == Stage.PRETRAIN else "finetuned",
+            name=model_name(stage),
+            model_id=model_id,
+            step=OUTPUT_STEP,
+            serialization_format=SERIALIZATION_FORMAT,
             input_example=example,
             extra_files=[str(model_file), *map(str, attached)],
             registered_model_name=name,

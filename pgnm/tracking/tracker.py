@@ -6,6 +6,10 @@ unreachable it warns once, keeps everything, and retries with back-off, so a ser
 and comes back loses nothing. ``close`` waits (bounded) for the queue to drain; whatever could
 not be sent is written to ``<run>/mlflow-fallback.jsonl``, which
 ``python -m pgnm.tracking import-fallback FILE`` replays into a store later.
+
+Epoch metrics are linked to the run's LoggedModel (``model_id``, created when the run starts)
+and, when computed on a split, to that split's dataset input (``dataset_name`` and
+``dataset_digest``); the fallback file keeps both, so a replay keeps the links.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from pgnm.names import Metric
+from pgnm.tracking.datasets import SplitDataset
+
 FALLBACK_FILE = "mlflow-fallback.jsonl"
 # Fail fast inside MLflow's HTTP client: our thread does the retrying, at its own pace.
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
@@ -26,7 +33,7 @@ _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_T
 
 @dataclass
 class _Item:
-    kind: str  # metric | param | artifact | tag | end
+    kind: str  # metric | param | artifact | tag | inputs | model | end
     payload: dict
 
     def to_json(self) -> str:
@@ -34,10 +41,14 @@ class _Item:
 
 
 def _send(client, run_id: str, items: list[_Item]) -> None:  # noqa: ANN001 - MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric as MlflowMetric
+    from mlflow.entities import Param, RunTag
 
     metrics = [
-        Metric(i.payload["key"], i.payload["value"], i.payload["timestamp"], i.payload["step"])
+        MlflowMetric(i.payload["key"], i.payload["value"], i.payload["timestamp"],
+                     i.payload["step"], model_id=i.payload.get("model_id"),
+                     dataset_name=i.payload.get("dataset_name"),
+                     dataset_digest=i.payload.get("dataset_digest"))
         for i in items
         if i.kind == "metric"
     ]
@@ -53,8 +64,23 @@ def _send(client, run_id: str, items: list[_Item]) -> None:  # noqa: ANN001 - Ml
     for item in items:
         if item.kind == "artifact":
             client.log_artifact(run_id, item.payload["path"], item.payload.get("artifact_path"))
+        elif item.kind == "inputs":
+            client.log_inputs(run_id, datasets=[SplitDataset(**d).to_input()
+                                                for d in item.payload["datasets"]])
+        elif item.kind == "model":
+            fail_pending_model(client, item.payload["model_id"])
         elif item.kind == "end":
             client.set_terminated(run_id, item.payload["status"])
+
+
+def fail_pending_model(client, model_id: str) -> None:  # noqa: ANN001 - MlflowClient
+    """A LoggedModel whose run ended without logging it is FAILED, not PENDING forever. One
+    already finalised is left alone: READY when it was logged before something later failed
+    (registering it, say), READY or FAILED from a run that was resumed since."""
+    from mlflow.entities import LoggedModelStatus
+
+    if client.get_logged_model(model_id).status == LoggedModelStatus.PENDING:
+        client.finalize_logged_model(model_id, LoggedModelStatus.FAILED)
 
 
 class Tracker:
@@ -72,6 +98,8 @@ class Tracker:
         everything goes to the fallback file, which creates the run when replayed."""
         self.run_id, self.tracking_uri, self.out_dir = run_id, tracking_uri, out_dir
         self.experiment = experiment
+        self.model_id: str | None = None  # the run's LoggedModel, once created (RunLog.start)
+        self.datasets: dict[str, SplitDataset] = {}  # split -> its dataset input
         self.enabled = enabled
         self._queue: queue.Queue[_Item] = queue.Queue()
         self._pending: list[_Item] = []
@@ -91,13 +119,37 @@ class Tracker:
         if self.enabled:
             self._queue.put(_Item(kind, payload))
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int, link: bool = True) -> None:
+        """``link``: the values describe the run's model (epoch and test figures). Per-step
+        figures stay on the run: MLflow lists every value linked to a model on its page, and
+        thousands of steps would bury the epochs there."""
         now = int(time.time() * 1000)
         for key, value in metrics.items():
             if (key, step) in self._already_logged:
                 continue
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self._put("metric", key=key, value=float(value), step=step, timestamp=now)
+                self._put("metric", key=key, value=float(value), step=step, timestamp=now,
+                          **(self._links(key) if link else {}))
+
+    def _links(self, key: str) -> dict[str, str]:
+        """The model a metric describes and the dataset it was computed on, when known."""
+        links = {"model_id": self.model_id} if self.model_id else {}
+        dataset = self.datasets.get(Metric.split(key) or "")
+        if dataset is not None:
+            links.update(dataset_name=dataset.name, dataset_digest=dataset.digest)
+        return links
+
+    def log_datasets(self, datasets: list[SplitDataset]) -> None:
+        """Declare the run's data inputs; metrics logged from now on link to them. Logging
+        them again (a resumed run) adds nothing: MLflow keeps one input per dataset."""
+        self.datasets.update({d.split: d for d in datasets})
+        self._put("inputs", datasets=[d.to_dict() for d in datasets])
+
+    def fail_model(self) -> None:
+        """The run ends without its model (a crash, a stop, a failed upload): the LoggedModel
+        it opened becomes FAILED unless it was logged after all (see fail_pending_model)."""
+        if self.model_id:
+            self._put("model", model_id=self.model_id)
 
     def skip_logged(self) -> None:
         """A resumed run: from now on, metric values the run already holds at a step are not

@@ -72,10 +72,11 @@ class MetricLog:
 
     def _send(self, record: dict) -> None:
         if self.tracker is not None:
-            prefix = "" if record.get("kind") == "epoch" else "step/"
-            numbers = {f"{prefix}{k}": v for k, v in record.items()
+            epoch = record.get("kind") == "epoch"
+            numbers = {f"{'' if epoch else 'step/'}{k}": v for k, v in record.items()
                        if k not in ("kind", "step", "epoch")}
-            self.tracker.log_metrics(numbers, step=record["step"])
+            # an epoch's figures describe the model (linked to it), a step's the run
+            self.tracker.log_metrics(numbers, step=record["step"], link=epoch)
 
     def resume(self, records: int) -> None:
         """Continue from a checkpoint taken after ``records`` records, so that every record is

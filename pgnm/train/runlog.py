@@ -1,9 +1,11 @@
 """Where a run's records go: ``metrics.jsonl`` and MLflow, behind start, log and finish.
 
 Rank 0 opens (or, resuming, reopens) the MLflow run and logs what defines it: the config, the
-DeepSpeed config, the data manifest, the lineage of ``model.init``. Every rank counts the
-records (a checkpoint stores the count); only rank 0 writes them. ``finish`` saves the model,
-draws the curves, registers the classifier and closes the run.
+DeepSpeed config, the data manifest and its splits as dataset inputs, the lineage of
+``model.init``; and it opens the run's LoggedModel, which its epoch metrics name. Every rank
+counts the records (a checkpoint stores the count); only rank 0 writes them. ``finish`` saves
+the model, draws the curves, logs the classifier into its LoggedModel, registers it and closes
+the run.
 """
 
 from __future__ import annotations
@@ -14,10 +16,17 @@ from pathlib import Path
 
 from pgnm.atomic import atomic_write
 from pgnm.config import Config, dump_config, flatten
-from pgnm.data.manifest import ClassInfo, load_dataset_info
+from pgnm.data.manifest import ClassInfo, load_classes, load_dataset_info
 from pgnm.method.step import PGNMModel
 from pgnm.names import Stage, Tag
-from pgnm.tracking import Tracker, declare_model_input, log_classifier, open_run
+from pgnm.tracking import (
+    Tracker,
+    declare_model_input,
+    log_classifier,
+    open_logged_model,
+    open_run,
+    split_datasets,
+)
 from pgnm.train import outputs
 from pgnm.train.distributed import World, gather_objects
 from pgnm.train.engine import deepspeed_config
@@ -53,7 +62,10 @@ class RunLog:
         self.tracker.log_artifact(path, folder)
 
     def fail(self, requested: bool) -> None:
-        """A crash (FAILED), or a stop someone asked for (KILLED: a search's scheduler)."""
+        """A crash (FAILED), or a stop someone asked for (KILLED: a search's scheduler). Either
+        way the run's LoggedModel never got its model: FAILED (MLflow has no other end state
+        for a model; the run's status tells the two apart)."""
+        self.tracker.fail_model()
         self.tracker.close("KILLED" if requested else "FAILED", timeout=10)
 
     def finish(self, result: FitResult, model: PGNMModel, config: Config,
@@ -74,9 +86,10 @@ class RunLog:
             try:
                 registered = log_classifier(tracker.tracking_uri, tracker.run_id,
                                             model.classifier, model_file, config, self.stage,
-                                            tags)
+                                            tags, model_id=tracker.model_id)
             except Exception as err:  # the store is down: the local model.pt is still there
                 print(f"warning: could not log or register the model in MLflow: {err}")
+                tracker.fail_model()
         result = replace(result, model=model_file, curves=curves, registered=registered,
                          mlflow_run_id=tracker.run_id, tracking_uri=tracker.tracking_uri)
         for path in (curves, result.write()):
@@ -106,6 +119,15 @@ def _open_tracker(config: Config, stage: Stage, world: World, out_dir: Path,
             **source_tags}
     tracker = open_run(config, stage, out_dir, resume_run_id, tags)
     gather_objects(tracker.run_id)
+    if tracker.run_id and config.tracking.log_model:
+        try:
+            tracker.model_id = open_logged_model(tracker.tracking_uri, tracker.run_id, stage,
+                                                 flatten(config))
+        except Exception as err:  # then log_model makes one at the end, its metrics unlinked
+            print(f"warning: could not create the run's LoggedModel in MLflow: {err}")
+    if tracker.enabled:  # again on a resume: it adds no input, but links the metrics sent
+        tracker.log_datasets(split_datasets(config.data.root, data,
+                                            len(load_classes(config.data.root))))
     if resume_run_id is None:
         tracker.log_params(flatten(config))
         files = {"config.yaml": dump_config(config),

@@ -8,8 +8,8 @@
 The trial process opens its trial run and closes it when it finishes. A trial that ASHA stops
 is ended from outside, so its process never gets to: :class:`CloseTrialRuns` (a Tune callback
 in the driver) closes what it left open -- the trial run as FINISHED with
-``pgnm.tune.stopped_early=true``, an interrupted stage run as KILLED, a trial out of retries
-as FAILED.
+``pgnm.tune.stopped_early=true``, an interrupted stage run as KILLED (its LoggedModel, never
+logged, FAILED), a trial out of retries as FAILED.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ray import tune
 
 from pgnm.names import Tag
 from pgnm.tracking.store import experiment_id, mlflow_client
+from pgnm.tracking.tracker import fail_pending_model
 
 
 def _trial_filter(trial_id: str, search_run_id: str) -> str:
@@ -92,6 +93,8 @@ def close_trial(uri: str, exp: str, search_run_id: str, trial_id: str, status: s
         for stage_run in _children(client, exp, trial.info.run_id):
             if stage_run.info.status == "RUNNING":  # its process was stopped mid-stage
                 client.set_terminated(stage_run.info.run_id, "KILLED")
+                if stage_run.data.tags.get(Tag.MODEL_ID):
+                    fail_pending_model(client, stage_run.data.tags[Tag.MODEL_ID])
         if trial.info.status == "RUNNING":
             if status == "FINISHED":
                 client.set_tag(trial.info.run_id, Tag.TUNE_STOPPED_EARLY, "true")
