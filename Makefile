@@ -27,7 +27,9 @@ $(STAMP): pyproject.toml $(LOCK) Makefile
 	  mkdir -p $(WHEELS) && mv $(WHEELS).tmp/deepspeed-*.whl $(WHEELS)/ && rm -rf $(WHEELS).tmp; \
 	fi
 	$(PIP) -q $(WHEELS)/deepspeed-$(DS_VERSION)-*.whl
-	$(PIP) -q -e '.[dev]'
+	@# The extras the test suite needs: dev tools, DALI (the CUDA 12 wheel, run CPU-only) and
+	@# Optuna. The lock (-c) picks the versions inside pyproject's ranges.
+	$(PIP) -q -e '.[dev,dali-cpu,optuna]'
 	touch $(STAMP)
 
 test: setup

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from pgnm._yaml import ConfigError, parse_value, read_yaml
 from pgnm.config_fewshot import FewShotConfig, Section
+from pgnm.config_files import resolve_config
 
 
 class ModelConfig(Section):
@@ -298,11 +299,15 @@ def with_overrides(
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
+    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides.
+
+    ``path`` is a file, or the name of a shipped config (``pretrain/smoke``, see
+    :mod:`pgnm.config_files`) where no such file exists."""
     tree: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        tree = read_yaml(Path(path))
+        path = resolve_config(path)
+        tree = read_yaml(path)
         source = str(path)
     for key, value in parse_overrides(overrides).items():
         _set_dotted(tree, key, value)
@@ -329,20 +334,25 @@ def dump_config(config: Config) -> str:
     return yaml.safe_dump(config.model_dump(), sort_keys=False)
 
 
-def config_from_argv(argv: Sequence[str] | None = None, description: str = "") -> Config:
+def config_from_argv(argv: Sequence[str] | None = None, description: str = "",
+                     prog: str | None = None) -> Config:
     """The command line every entry point shares.
 
-    ``[--config FILE] [key=value ...]``; ``--local_rank`` (passed by the deepspeed launcher) is
-    accepted and ignored, since ranks are read from the environment; ``--print-config`` prints
-    the resolved YAML and exits.
+    ``[--config FILE|NAME] [key=value ...]``; ``--local_rank`` (passed by the deepspeed
+    launcher) is accepted and ignored, since ranks are read from the environment;
+    ``--print-config`` prints the resolved YAML and exits. ``prog``: the name in the usage line
+    (``pgnm pretrain``; by default the script's).
     """
     import argparse
 
     from pgnm.config_help import config_keys_help
 
-    parser = argparse.ArgumentParser(description=description, epilog=config_keys_help(Config()),
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     epilog=config_keys_help(Config()),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, help="YAML file; keys not given keep defaults")
+    parser.add_argument("--config", type=Path, metavar="FILE|NAME",
+                        help="YAML file, or a shipped config's name such as pretrain/smoke; "
+                             "keys not given keep defaults")
     parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--print-config", action="store_true", help="print the config and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. optim.lr=0.05")

@@ -8,10 +8,12 @@ code -- is a bug or an environment problem, and keeps its full traceback.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from types import ModuleType
 
 
 class PgnmError(Exception):
@@ -36,6 +38,33 @@ class TrainingDiverged(PgnmError, FloatingPointError):
 
 class PeerFailed(PgnmError):
     """Another rank failed; this one stops with it (that rank's message says why)."""
+
+
+class MissingExtra(PgnmError, ImportError):
+    """An optional package that is not installed; the message names the extra that brings it."""
+
+
+# The extras that bring DALI, one per kind of machine (pyproject.toml); the first one fits most.
+DALI_EXTRAS = ("dali-cuda12", "dali-cuda13", "dali-cpu")
+
+
+def require_extra(module: str, extras: str | Sequence[str], needed_for: str,
+                  otherwise: str = "") -> ModuleType:
+    """``import module``, or a :class:`MissingExtra` saying what needs it, which pgnm extra
+    installs it and, if given, the ``otherwise`` that needs no install. Only the module's own
+    absence is translated: a module that is there but fails to import (a broken install, a
+    library of its own missing) keeps its traceback."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name is None or not (module == err.name or module.startswith(err.name + ".")):
+            raise
+        names = [f"'pgnm[{name}]'" for name in ([extras] if isinstance(extras, str) else extras)]
+        how = f"pip install {names[0]}"
+        if len(names) > 1:
+            how = f"pip install the extra for this machine, {', '.join(names[:-1])} or {names[-1]}"
+        how += f"; or set {otherwise}" if otherwise else ""
+        raise MissingExtra(f"{needed_for} needs {module}, which is not installed: {how}") from None
 
 
 EXIT_USER_ERROR = 2

@@ -22,7 +22,7 @@ from pgnm.config import Config
 from pgnm.data.dali import DaliLoader, dali_available
 from pgnm.data.spec import AugmentSpec, DataError
 from pgnm.data.wds import WebDatasetLoader
-from pgnm.errors import ConfigError
+from pgnm.errors import DALI_EXTRAS, ConfigError, require_extra
 
 
 class Loader(Protocol):
@@ -49,8 +49,8 @@ def choose_loader(config: Config) -> str:
         raise ConfigError("engine.elastic=true needs data.loader=webdataset (or auto): DALI's "
                           "reader assigns shards to ranks itself and keeps its position per "
                           "rank, so its order cannot follow a change of world size")
-    if choice == "dali" and not dali_available():
-        raise DataError("data.loader=dali but nvidia-dali is not installed; use auto or webdataset")
+    if choice == "dali" and not dali_available():  # one line naming the extra to install
+        require_extra("nvidia.dali", DALI_EXTRAS, "data.loader=dali", "data.loader=auto")
     return choice
 
 

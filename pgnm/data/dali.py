@@ -33,6 +33,7 @@ from pgnm.data.spec import (
     rank_range,
     value_range,
 )
+from pgnm.errors import DALI_EXTRAS, require_extra
 
 
 def dali_available() -> bool:
@@ -64,6 +65,7 @@ class DaliLoader:
         accumulation: int = 1,
         check_md5: bool = False,
     ) -> None:
+        require_extra("nvidia.dali", DALI_EXTRAS, "the DALI loader", "data.loader=webdataset")
         self.info, self.tars, self.indexes = split_shards(root, split)
         check_shard_sizes(root, split, self.info, check_md5)
         self.num_classes = len(load_classes(root))

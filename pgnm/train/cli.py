@@ -16,14 +16,17 @@ from pgnm.train.loop import fit
 from pgnm.train.result import FitResult
 
 
-def main(stage: Stage, argv: Sequence[str] | None, description: str) -> FitResult:
-    config = config_from_argv(argv, description)
+def main(stage: Stage, argv: Sequence[str] | None, description: str,
+         prog: str | None = None) -> FitResult:
+    config = config_from_argv(argv, description, prog)
     with reported_as_one_line(stage.value):  # pgnm's own errors in one line; bugs keep tracebacks
         return fit(config, stage)
 
 
-def launch(stage: Stage, description: str) -> NoReturn:
-    """The launch scripts' door: train, then leave without the interpreter's teardown.
+def launch(stage: Stage, description: str, argv: Sequence[str] | None = None,
+           prog: str | None = None) -> NoReturn:
+    """``pgnm pretrain|finetune`` and launch/'s door: train, then leave without the
+    interpreter's teardown.
 
     Once a run has written and closed everything, freeing torch, DeepSpeed, DALI and MLflow
     object by object costs 4-5 s a process (measured on 2 CPU cores), paid by every rank of
@@ -32,7 +35,7 @@ def launch(stage: Stage, description: str) -> NoReturn:
     the remaining non-daemon threads, then the exit handlers run (MLflow, logging, DALI, the
     data-loader workers). Errors leave the usual way, through ``main``'s ``SystemExit``.
     """
-    main(stage, None, description)
+    main(stage, argv, description, prog)
     leave(0)
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from pgnm.atomic import create_private
 from pgnm.config import Config, ConfigError, dump_config, flatten, with_overrides
 from pgnm.data.manifest import ManifestError, load_classes
+from pgnm.errors import require_extra
 from pgnm.names import Stage
 from pgnm.tracking.store import tracking_uri as resolve_tracking_uri
 from pgnm.tune import outputs, runs
@@ -49,6 +50,8 @@ def check(config: Config) -> None:
                           f"finetune/<name> with <name> one of {metric_names()}")
     if stage == Stage.FINETUNE and tune.finetune_epochs == 0:
         raise ConfigError(f"tune.metric={tune.metric!r} needs tune.finetune_epochs > 0")
+    if tune.searcher == "optuna":  # before Ray starts: one line naming the extra
+        require_extra("optuna", "optuna", "tune.searcher=optuna", "tune.searcher=random")
     if tune.searcher == "optuna" and any(
         isinstance(s, dict) and "grid" in s for s in tune.search_space.values()
     ):
@@ -201,6 +204,7 @@ def _scheduler(config: Config, max_t: int):  # noqa: ANN202 - a Tune scheduler
 
 def _searcher(config: Config):  # noqa: ANN202 - a Tune searcher or None (random/grid)
     if config.tune.searcher == "optuna":
+        require_extra("optuna", "optuna", "tune.searcher=optuna", "tune.searcher=random")
         from ray.tune.search.optuna import OptunaSearch
 
         return OptunaSearch(seed=config.seed)
