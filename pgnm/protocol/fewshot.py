@@ -204,17 +204,6 @@ def finetune_once(config: Config, init: Resolved, log_file: Path) -> dict:
             "batch_size": config.data.batch_size, "seconds": time.perf_counter() - start}
 
 
-def _load_done(path: Path) -> dict:
-    """Finished fine-tunes by (init, dataset, k, trial); a line cut short by a crash is ignored."""
-    rows = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return {(r["init"], r["dataset"], r["k"], r["trial"]): r for r in rows}
-
-
 def run_protocol(config: Config) -> ProtocolResult:
     """Run (or finish) the protocol: ``fewshot.json``, the tables and the plots."""
     _check(config)
@@ -239,7 +228,7 @@ def _finetune_all(config: Config, root: Path, resolved: dict, datasets: dict, dr
     fs = config.fewshot
     trials_file = root / "trials.jsonl"
     # rows of an earlier run with more sizes, trials or initialisations stay on file, unused
-    done = {key: row for key, row in _load_done(trials_file).items()
+    done = {key: row for key, row in report.read_rows(trials_file).items()
             if key[0] in resolved and key[1] in datasets and key[2] in fs.sizes
             and key[3] < fs.trials}
     total = len(resolved) * len(datasets) * len(fs.sizes) * fs.trials

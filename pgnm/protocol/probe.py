@@ -29,6 +29,7 @@ from tqdm import tqdm
 from pgnm.config import Config, with_overrides
 from pgnm.data import build_loader
 from pgnm.models import TIMM_PREFIX, create_classifier, load_backbone, read_weights, timm_pretrained
+from pgnm.protocol.report import read_rows
 from pgnm.seeds import seed_weights
 from pgnm.train.metrics import classification_metrics
 
@@ -98,23 +99,12 @@ def logistic_probe(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray,
                                           "top1")}
 
 
-def _done(path: Path) -> dict[tuple, dict]:
-    rows = {}
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a crash
-            continue
-        rows[(row["init"], row["dataset"], row["k"], row["trial"])] = row
-    return rows
-
-
 def probe_all(config: Config, root: Path, models: dict[str, str | None], datasets: dict,
               draws: dict, subset_dir: Callable[[str, int, int], Path]) -> list[dict]:
     """Probe rows for every (init in ``models`` and the pixel baseline) x dataset x draw."""
     fs = config.fewshot
     path = root / "probes.jsonl"
-    done = _done(path)
+    done = read_rows(path)
     featurisers: dict[str, Callable[[int], Featuriser]] = {
         PIXELS: lambda _classes: pixel_featuriser(fs.pixel_size),
         **{name: (lambda classes, source=source: frozen_featuriser(config, source, classes))

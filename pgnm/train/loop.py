@@ -51,9 +51,7 @@ from pgnm.train.health import Health, host_values
 from pgnm.train.result import FitResult
 from pgnm.train.runlog import RunLog
 
-# The policy diagnostics read the first validation images of rank 0 (at most one batch); the
-# gallery shows the first few of them.
-PROBE_IMAGES, GALLERY_IMAGES = 32, 6
+PROBE_IMAGES, GALLERY_IMAGES = 32, 6  # rank 0's first val images: diagnostics, gallery
 SHOWN = ("train/loss", "train/ce", "plain/top1", "plain/f1_macro", "masked/top1", "train/img_s")
 
 
