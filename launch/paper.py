@@ -2,6 +2,7 @@
 
     python launch/paper.py [--config configs/fewshot/paper.yaml] [key=value ...]
     python launch/paper.py --rung small|medium [key=value ...]   # the scale ladder
+    python launch/paper.py --ladder       # every finished rung side by side: runs/ladder/
 
 1. writes a synthetic RadImageNet (12 classes, 1,200 images) and shards it, and three synthetic
    downstream sets: a MedMNIST-format OrganAMNIST-like ``.npz`` (11 CT organ classes), a
@@ -104,6 +105,20 @@ def prepare_data(out: Path, classes: int, images: int) -> None:
             marker.touch()
 
 
+def compare_rungs(name: str) -> None:
+    """The ladder's table and plots from every rung whose fewshot.json exists."""
+    from pgnm.protocol import ladder
+
+    paths = {rung: (OUT if rung == "toy" else Path("runs/ladder") / rung) / name / "fewshot.json"
+             for rung in RUNGS}
+    for rung in [r for r, p in paths.items() if not p.is_file()]:
+        print(f"rung {rung}: no {paths.pop(rung)} yet, left out")
+    if not paths:
+        raise SystemExit("paper: no rung has finished; run launch/paper.py [--rung R] first")
+    for path in ladder.write(ladder.load(paths), Path("runs/ladder")):
+        print(path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("configs/fewshot/paper.yaml"))
@@ -111,9 +126,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="scale ladder rung (toy: the config as written, into runs/paper)")
     parser.add_argument("--classes", type=int, help="synthetic RadImageNet classes (toy: 12)")
     parser.add_argument("--images", type=int, help="synthetic RadImageNet images (toy: 1200)")
+    parser.add_argument("--ladder", action="store_true",
+                        help="compare the rungs that have finished: runs/ladder/ladder.md, PNGs")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     os.chdir(ROOT)  # the configs name their paths relative to the checkout
+    if args.ladder:
+        return compare_rungs(load_config(args.config, args.overrides).name)
     start = time.perf_counter()
     from pgnm.protocol import run_protocol
 
