@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pgnm.atomic import atomic_path, atomic_write  # noqa: E402
-from pgnm.protocol.report import METRICS  # noqa: E402
+from pgnm.protocol.report import METRICS, interval_cell  # noqa: E402
 
 COMPARED = ("heated-paper", "heated-reinforce", "random-mask")
 EVALUATIONS = {"fine-tune": ("paired", "differences"), "linear probe": ("probe", "paired")}
@@ -39,14 +39,6 @@ def differences(report: dict, evaluation: str) -> dict:
     outer, inner = EVALUATIONS[evaluation]
     section = report.get(outer) or {}
     return section.get(inner) or {}
-
-
-def _cell(stat: dict) -> str:
-    if math.isnan(stat["mean"]):
-        return "n/a"
-    if math.isnan(stat["half_width"]):
-        return f"{stat['mean']:+.3f}"
-    return f"{stat['mean']:+.3f} [{stat['ci_low']:+.3f}, {stat['ci_high']:+.3f}]"
 
 
 def markdown(reports: dict[str, dict], metric: str = "f1_macro") -> str:
@@ -72,8 +64,8 @@ def markdown(reports: dict[str, dict], metric: str = "f1_macro") -> str:
                     by_k = diffs.get(dataset, {}).get(init)
                     if not by_k:
                         continue
-                    cells = [_cell(by_k[str(k)][metric]) if str(k) in by_k else ""
-                             for k in sizes]
+                    cells = [interval_cell(by_k[str(k)][metric], signed=True)
+                             if str(k) in by_k else "" for k in sizes]
                     lines.append(f"| {dataset} | {init} | {rung} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -117,12 +117,14 @@ def _sanity_lines(flags: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def _cell(stat: dict) -> str:
+def interval_cell(stat: dict, signed: bool = False) -> str:
+    """``mean [low, high]`` of a t-interval; ``signed`` for differences."""
+    form = "+.3f" if signed else ".3f"
     if math.isnan(stat["mean"]):
         return "n/a"
     if math.isnan(stat["half_width"]):
-        return f"{stat['mean']:.3f}"
-    return f"{stat['mean']:.3f} [{stat['ci_low']:.3f}, {stat['ci_high']:.3f}]"
+        return f"{stat['mean']:{form}}"
+    return f"{stat['mean']:{form}} [{stat['ci_low']:{form}}, {stat['ci_high']:{form}}]"
 
 
 def _paired_cell(stat: dict) -> str:
@@ -161,7 +163,8 @@ def _tables(summary: dict, sizes: list[int], what: str) -> list[str]:
                       "| init | " + " | ".join(f"k={k}" for k in sizes) + " |",
                       "|---|" + "---|" * len(sizes)]
             for init, by_k in by_init.items():
-                cells = [_cell(by_k[str(k)][metric]) if str(k) in by_k else "" for k in sizes]
+                cells = [interval_cell(by_k[str(k)][metric]) if str(k) in by_k else ""
+                         for k in sizes]
                 lines.append(f"| {init} | " + " | ".join(cells) + " |")
             lines.append("")
     return lines
