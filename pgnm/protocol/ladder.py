@@ -19,7 +19,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pgnm.atomic import atomic_path, atomic_write  # noqa: E402
 from pgnm.protocol.report import METRICS, interval_cell  # noqa: E402
 
-COMPARED = ("heated-paper", "heated-reinforce", "random-mask")
+# the two heated models, the control that isolates the policy, and the two that isolate the
+# budget and the paper objective's learning-rate factor
+COMPARED = ("heated-paper", "heated-reinforce", "random-mask", "baseline-equal-budget",
+            "baseline-effective-lr")
 EVALUATIONS = {"fine-tune": ("paired", "differences"), "linear probe": ("probe", "paired")}
 
 
@@ -76,10 +79,12 @@ def plot(reports: dict[str, dict], path: Path, metric: str = "f1_macro",
     line per rung of init − baseline against k with its 95% t-interval, and zero marked."""
     per_rung = {r: differences(rep, evaluation) for r, rep in reports.items()}
     datasets = sorted({d for diffs in per_rung.values() for d in diffs})
-    fig, axes = plt.subplots(len(datasets), len(COMPARED), squeeze=False, sharex=True,
-                             figsize=(4.2 * len(COMPARED), 3.0 * len(datasets)))
+    shown = [i for i in COMPARED if any(i in d.get(ds, {}) for d in per_rung.values()
+                                        for ds in datasets)]
+    fig, axes = plt.subplots(len(datasets), len(shown), squeeze=False, sharex=True,
+                             figsize=(4.2 * len(shown), 3.0 * len(datasets)))
     for row, dataset in enumerate(datasets):
-        for col, init in enumerate(COMPARED):
+        for col, init in enumerate(shown):
             ax = axes[row][col]
             for shift, (rung, diffs) in enumerate(per_rung.items()):
                 by_k = diffs.get(dataset, {}).get(init)
