@@ -179,7 +179,7 @@ def finetune_once(config: Config, init: Resolved, log_file: Path) -> dict:
         result["epochs_trained"] = epoch + 1
         if best is not None:  # test (and keep) the weights of the best val epoch
             run.model.classifier.load_state_dict(best.weights)
-            result["epoch"] = best.epoch
+            result["epoch"], result["value"] = best.epoch, best.value
         loader = build_loader(run.config, "test", False, run.world.rank, run.world.world_size,
                               run.world.dali_device_id)
         metrics = evaluate(run.model, loader, run.world, run.config.seed).metrics
@@ -198,9 +198,11 @@ def finetune_once(config: Config, init: Resolved, log_file: Path) -> dict:
     if not config.fewshot.keep_runs:
         shutil.rmtree(out, ignore_errors=True)
     selected, trained_epochs = result.pop("epoch", None), result.pop("epochs_trained")
+    selected_value = result.pop("value", None)  # its val select_on: what chose the epoch
     return {"metrics": result, "run_id": trained.mlflow_run_id,
             "steps": trained.global_step, "epochs": config.schedule.epochs,
             "epochs_trained": trained_epochs, "selected_epoch": selected,
+            "selected_value": selected_value,
             "batch_size": config.data.batch_size, "seconds": time.perf_counter() - start}
 
 

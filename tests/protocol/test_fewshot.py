@@ -196,6 +196,24 @@ def test_linear_probes_and_the_pixel_baseline_share_the_draws(protocol):
     assert len(lines) == len(probes)
 
 
+def test_each_row_keeps_the_val_loss_that_chose_its_epoch_and_lr_can_be_chosen_on_it(
+        protocol, tmp_path):
+    from benchmarks.fewshot_lr import main as fewshot_lr
+
+    config, result, _ = protocol
+    assert all(t["selected_value"] > 0.0 for t in result["trials"])  # val loss
+    out = fewshot_lr(["--protocol", str(config_root(config)), "--inits", "baseline",
+                      "heated-paper", "--sizes", "4", "--lrs", "0.01", "0.05", "--trials", "1",
+                      "--json", str(tmp_path / "lr.json")])
+    assert len(out["rows"]) == 2 * 2  # inits x lrs, one draw
+    seeds = {(t["k"], t["trial"]): t["seed"] for t in result["trials"]}
+    assert {r["seed"] for r in out["rows"]} == {seeds[(4, 0)]}  # the protocol's own draw
+    chosen = out["lr_chosen"]["heated-paper/tiny/k4/t0"]
+    by_lr = {r["lr"]: r["selected_value"] for r in out["rows"] if r["init"] == "heated-paper"}
+    assert chosen == min(by_lr, key=by_lr.get)
+    assert set(out["fixed"]) == {"0.01", "0.05"} and "heated-paper" in out["chosen_lr"]["tiny"]
+
+
 def test_rerun_skips_what_is_done(protocol):
     config, result, _ = protocol
     again = run_protocol(config).report
