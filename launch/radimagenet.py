@@ -103,11 +103,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="the RadImageNet release: radiology_ai/ and its three split CSVs")
     parser.add_argument("--arch", choices=ARCHS, default="resnet50")
     parser.add_argument("--gpus", type=int, default=8, help="GPUs per DeepSpeed run")
-    parser.add_argument("--shards", type=Path, default=Path("data/radimagenet-shards"))
+    parser.add_argument("--shards", type=Path, help="default: data/radimagenet-shards in the "
+                        "checkout, where the paper configs look")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = parser.parse_args(argv)
     with reported_as_one_line("radimagenet"):
-        runs = plan(args.src, args.arch, args.gpus, args.shards)
+        # every command runs in the checkout: paths given relative to the caller are resolved
+        shards = args.shards.resolve() if args.shards else Path("data/radimagenet-shards")
+        runs = plan(args.src.resolve(), args.arch, args.gpus, shards)
         if not args.dry_run:
             if not (args.src / "radiology_ai").is_dir():
                 raise ConfigError(f"--src {args.src}: no radiology_ai/ folder (the RadImageNet "
