@@ -23,7 +23,7 @@ from pgnm.atomic import atomic_write
 from pgnm.config import load_config, with_overrides
 from pgnm.protocol.fewshot import finetune_config, finetune_once
 from pgnm.protocol.inits import Resolved
-from pgnm.protocol.report import paired
+from pgnm.protocol.report import paired, read_rows
 
 
 def recipe(report: dict) -> Any:  # noqa: ANN401 - a pgnm Config
@@ -43,9 +43,7 @@ def run(protocol: Path, inits: list[str], sizes: list[int], lrs: list[float],
                          f"loss, the protocol ran {report['selection']}")
     base = recipe(report)
     rows_file = protocol / "lr_sensitivity.jsonl"  # finished rows, so a re-run continues
-    done = {(r["init"], r["dataset"], r["k"], r["trial"], r["lr"]): r
-            for r in map(json.loads, rows_file.read_text().splitlines())
-            } if rows_file.is_file() else {}
+    done = read_rows(rows_file, also=("lr",))
     for name in inits:
         init = Resolved(name, model=report["inits"][name]["model"])
         for dataset, by_k in report["draws"].items():
@@ -65,7 +63,7 @@ def run(protocol: Path, inits: list[str], sizes: list[int], lrs: list[float],
                                      "trial": draw["trial"], "lr": lr, "seed": draw["seed"], **row}
                         with open(rows_file, "a") as handle:
                             handle.write(json.dumps(done[key]) + "\n")
-                        print(json.dumps({k: done[key][k] for k in (
+                        print(json.dumps({field: done[key][field] for field in (
                             "init", "dataset", "k", "trial", "lr", "selected_value",
                             "selected_epoch", "seconds")}), flush=True)
     return list(done.values())

@@ -25,16 +25,16 @@ def write_json(path: Path, data: object) -> Path:
     return atomic_write(path, json.dumps(data, indent=1, allow_nan=True))
 
 
-def read_rows(path: Path) -> dict[tuple, dict]:
-    """Finished rows of ``trials.jsonl`` / ``probes.jsonl`` by (init, dataset, k, trial); a line
-    cut short by a crash is ignored (that row is redone)."""
+def read_rows(path: Path, also: tuple[str, ...] = ()) -> dict[tuple, dict]:
+    """Finished rows of ``trials.jsonl`` / ``probes.jsonl`` by (init, dataset, k, trial, *also);
+    a line cut short by a crash is ignored (that row is redone)."""
     rows = {}
     for line in path.read_text().splitlines() if path.is_file() else []:
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        rows[(row["init"], row["dataset"], row["k"], row["trial"])] = row
+        rows[(row["init"], row["dataset"], row["k"], row["trial"], *(row[f] for f in also))] = row
     return rows
 
 
