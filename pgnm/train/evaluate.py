@@ -21,6 +21,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from pgnm.config import Config
 from pgnm.errors import DataError
 from pgnm.method.diagnostics import policy_diagnostics
 from pgnm.method.policy import BetaLogits
@@ -29,6 +30,8 @@ from pgnm.seeds import derive, separate_stream
 from pgnm.train.distributed import World, gather_objects, stop_together
 from pgnm.train.metrics import classification_metrics
 from pgnm.viz import save_mask_gallery
+
+PROBE_IMAGES, GALLERY_IMAGES = 32, 6  # rank 0's first val images: diagnostics, gallery
 
 
 def _state_mask_values(model: PGNMModel, batch: int) -> Tensor:
@@ -117,3 +120,25 @@ def mask_gallery(
     return save_mask_gallery(
         images.cpu(), masks.cpu(), model.mask(images, values).cpu(), path, mean, std, title
     )
+
+
+class PolicyLook(NamedTuple):
+    record: dict[str, float]  # policy/* of the epoch record
+    gallery: Path | None  # the mask gallery written, where there were images to draw
+
+
+def look_at_policy(model: PGNMModel, images: Tensor | None, gallery: Path, title: str,
+                   config: Config, epoch: int) -> PolicyLook:
+    """The policy after an epoch: its running state's mean Beta logits and, given the probe
+    ``images`` (rank 0's first val images), the diagnostics and a mask gallery of the first
+    ``GALLERY_IMAGES``. Both draw from side streams seeded by ``config.seed + epoch``."""
+    assert model.policy is not None, "the policy is off"
+    record = {"policy/base_alpha_mean": float(model.policy.base_alpha.mean()),
+              "policy/base_beta_mean": float(model.policy.base_beta.mean())}
+    if images is None:
+        return PolicyLook(record, None)
+    seed = config.seed + epoch
+    record.update(probe_policy(model, images, seed))
+    written = mask_gallery(model, images[:GALLERY_IMAGES], gallery, title, config.data.mean,
+                           config.data.std, seed)
+    return PolicyLook(record, written)

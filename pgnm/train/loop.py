@@ -46,12 +46,11 @@ from pgnm.train.distributed import (
 )
 from pgnm.train.elastic import ElasticWindow, check_elastic, resume_at
 from pgnm.train.engine import build_engine, set_epoch_learning_rates
-from pgnm.train.evaluate import evaluate, mask_gallery, probe_policy
+from pgnm.train.evaluate import PROBE_IMAGES, evaluate, look_at_policy
 from pgnm.train.health import Health, host_values
 from pgnm.train.result import FitResult
 from pgnm.train.runlog import RunLog
 
-PROBE_IMAGES, GALLERY_IMAGES = 32, 6  # rank 0's first val images: diagnostics, gallery
 SHOWN = ("train/loss", "train/ce", "plain/top1", "plain/f1_macro", "masked/top1", "train/img_s")
 
 
@@ -336,15 +335,12 @@ def end_epoch(run: Run, epoch: int, progress: dict) -> dict:
               **{f"lr/{k}": v for k, v in progress["rates"].items()}}
     if model.policy is not None:
         record["train/policy_term"] = sums.policy_term / n
-        record["policy/base_alpha_mean"] = float(model.policy.base_alpha.mean())
-        record["policy/base_beta_mean"] = float(model.policy.base_beta.mean())
-        if world.is_main and evaluation.first_images is not None:
-            record.update(probe_policy(model, evaluation.first_images, config.seed + epoch))
-            images = evaluation.first_images[:GALLERY_IMAGES]
-            path = run.out_dir / "gallery" / f"epoch-{epoch:03d}.png"
-            gallery = mask_gallery(model, images, path, f"{config.name}: epoch {epoch}",
-                                   config.data.mean, config.data.std, config.seed + epoch)
-            run.log.artifact(gallery, "gallery")
+        images = evaluation.first_images if world.is_main else None  # rank 0's probe batch
+        looked = look_at_policy(model, images, run.out_dir / "gallery" / f"epoch-{epoch:03d}.png",
+                                f"{config.name}: epoch {epoch}", config, epoch)
+        record.update(looked.record)
+        if looked.gallery is not None:
+            run.log.artifact(looked.gallery, "gallery")
     skipped = _skipped_samples(run, epoch) if config.data.on_bad_sample == "skip" else {}
     if config.data.on_bad_sample == "skip":
         record["data/skipped"] = len(skipped)
