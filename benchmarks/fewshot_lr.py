@@ -10,6 +10,9 @@ protocol's own fine-tunes (same subsets, seeds, early stopping and test split, r
 ``fewshot.json``) at each lr in ``--lrs``, picks per (initialisation, set, k, trial) the lr whose
 selected epoch has the lowest val loss (the test split plays no part in the choice), and reports
 init − baseline at that choice with paired 95% t-intervals, beside the same at each fixed lr.
+
+The protocol itself does the same for every cell with ``fewshot.lrs``; this is the cheap check
+of a protocol that already ran, on the models it trained, for a few initialisations and sizes.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pgnm.atomic import atomic_write
 from pgnm.config import load_config, with_overrides
 from pgnm.protocol.fewshot import finetune_config, finetune_once
 from pgnm.protocol.inits import Resolved
-from pgnm.protocol.report import paired, read_rows
+from pgnm.protocol.report import choose_lr, paired, read_rows
 
 
 def recipe(report: dict) -> Any:  # noqa: ANN401 - a pgnm Config
@@ -74,13 +77,11 @@ def analyse(rows: list[dict], baseline: str) -> dict:
     out: dict[str, Any] = {"fixed": {}, "chosen_lr": {}}
     for lr in sorted({r["lr"] for r in rows}):
         out["fixed"][str(lr)] = paired([r for r in rows if r["lr"] == lr], baseline)
-    best: dict[tuple, dict] = {}
-    for r in rows:
-        key = (r["init"], r["dataset"], r["k"], r["trial"])
-        if key not in best or r["selected_value"] < best[key]["selected_value"]:
-            best[key] = r
-    out["chosen_lr"] = paired(list(best.values()), baseline)
-    out["lr_chosen"] = {f"{i}/{d}/k{k}/t{t}": r["lr"] for (i, d, k, t), r in sorted(best.items())}
+    chosen = sorted(choose_lr(rows, "loss"), key=lambda r: (r["init"], r["dataset"], r["k"],
+                                                            r["trial"]))
+    out["chosen_lr"] = paired(chosen, baseline)
+    out["lr_chosen"] = {f"{r['init']}/{r['dataset']}/k{r['k']}/t{r['trial']}": r["lr"]
+                        for r in chosen}
     return out
 
 

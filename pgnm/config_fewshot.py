@@ -80,6 +80,10 @@ class FewShotConfig(Section):
     selection: Literal["best_val", "last"] = "best_val"
     patience: int = Field(3, ge=1)
     select_on: Literal["loss", "f1_macro", "balanced_accuracy"] = "loss"  # of the val split
+    # Learning rates tried for every draw; the draw keeps the one whose best epoch has the
+    # best val `select_on` (the test split plays no part). One lr suits one initialisation at
+    # most: a model pretrained at lr x S takes a larger step than the baseline. Empty: optim.lr.
+    lrs: list[float] = Field(default_factory=list)
     # Besides fine-tuning: a logistic regression (sklearn) on each init's frozen features and
     # on raw pixels (grey, pixel_size px a side) of the same draws: what "learnable" means.
     probe: bool = True
@@ -92,6 +96,13 @@ class FewShotConfig(Section):
         if not sizes or any(k < 1 for k in sizes) or len(set(sizes)) != len(sizes):
             raise ValueError("must be distinct positive sample counts")
         return sorted(sizes)
+
+    @field_validator("lrs")
+    @classmethod
+    def _lrs(cls, lrs: list[float]) -> list[float]:
+        if any(not lr > 0 for lr in lrs) or len(set(lrs)) != len(lrs):
+            raise ValueError("must be distinct positive learning rates")
+        return sorted(lrs)
 
     @field_validator("datasets", "inits")
     @classmethod

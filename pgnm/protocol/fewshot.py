@@ -7,7 +7,8 @@
    recorded seed (the same draw for every initialisation: the comparison is paired);
 3. fine-tunes each (initialisation, subset) in-process through ``pgnm.train.fit`` with the
    rest of ``config`` as the recipe (policy off, one rank, no model export), and evaluates the
-   final classifier on the downstream set's full test split;
+   final classifier on the downstream set's full test split; with ``fewshot.lrs``, once per
+   lr, each draw keeping the lr whose best epoch did best on the val split;
 4. writes ``<run_dir>/<name>/fewshot.json`` (settings, initialisations and their lineage, draws
    with their sample keys, per-trial metrics, mean / sd / 95% t-intervals), ``fewshot.md`` and
    ``fewshot-<dataset>.png``, and logs them to an MLflow parent run whose children are the
@@ -64,6 +65,10 @@ def _check(config: Config) -> None:
         raise ConfigError("fewshot.datasets is empty: name at least one downstream set")
     if not fs.inits:
         raise ConfigError("fewshot.inits is empty: name at least one initialisation")
+    if fs.lrs and fs.selection != "best_val":
+        raise ConfigError(f"fewshot.lrs={fs.lrs}: a learning rate is chosen per draw on the val "
+                          f"split, which needs fewshot.selection=best_val (it is "
+                          f"{fs.selection!r})")
 
 
 def resolve_all(config: Config, store: str | None, root: Path) -> tuple[dict, dict]:
@@ -124,8 +129,10 @@ def _subset_dir(root: Path, dataset: str, k: int, trial: int) -> Path:
 
 
 def finetune_config(config: Config, init: Resolved, data_root: Path, k: int, seed: int,
-                    run_dir: Path, parent: str | None, store: str | None) -> Config:
-    """The recipe for one few-shot fine-tune: ``config`` with this subset and initialisation."""
+                    run_dir: Path, parent: str | None, store: str | None,
+                    lr: float | None = None) -> Config:
+    """The recipe for one few-shot fine-tune: ``config`` with this subset and initialisation
+    (and learning rate ``lr``, else the recipe's)."""
     batch = min(config.data.batch_size, k)
     epochs = config.schedule.epochs
     if config.fewshot.min_steps:  # tiny k: enough steps to move away from the initialisation
@@ -138,6 +145,9 @@ def finetune_config(config: Config, init: Resolved, data_root: Path, k: int, see
         "engine.checkpoints": False,  # a fine-tune of seconds is redone, never resumed
         "tracking.log_model": False, "tracking.parent_run_id": parent,
     }
+    if lr is not None:
+        updates["optim.lr"] = lr
+        updates["name"] += f"-lr{lr:g}"
     if store is not None:
         updates["tracking.uri"] = store
     return with_overrides(config, updates, "few-shot fine-tune")
@@ -215,25 +225,32 @@ def run_protocol(config: Config) -> ProtocolResult:
     datasets, draws = draw_subsets(config, root)
     tracker.start(flatten(config), resolved, datasets)
     try:
-        trials = _finetune_all(config, root, resolved, datasets, draws, tracker)
+        rows = _finetune_all(config, root, resolved, datasets, draws, tracker)
         probes = probe_all(config, root, {n: r.model for n, r in resolved.items()}, datasets,
                            draws, lambda d, k, t: _subset_dir(root, d, k, t)
                            ) if config.fewshot.probe else []
     except BaseException:
         tracker.fail()
         raise
-    return write_outputs(config, root, resolved, datasets, draws, trials, notes, tracker, probes)
+    return write_outputs(config, root, resolved, datasets, draws, rows, notes, tracker, probes)
+
+
+def _chosen(config: Config, rows: list[dict]) -> list[dict]:
+    """One row per draw: its lr chosen on val when ``fewshot.lrs`` names several."""
+    return report.choose_lr(rows, config.fewshot.select_on) if config.fewshot.lrs else rows
 
 
 def _finetune_all(config: Config, root: Path, resolved: dict, datasets: dict, draws: dict,
                   tracker: ProtocolTracker) -> list[dict]:
     fs = config.fewshot
     trials_file = root / "trials.jsonl"
-    # rows of an earlier run with more sizes, trials or initialisations stay on file, unused
-    done = {key: row for key, row in report.read_rows(trials_file).items()
-            if key[0] in resolved and key[1] in datasets and key[2] in fs.sizes
-            and key[3] < fs.trials}
-    total = len(resolved) * len(datasets) * len(fs.sizes) * fs.trials
+    lrs = fs.lrs or [config.optim.lr]
+    # rows of an earlier run with more sizes, trials, lrs or initialisations stay on file,
+    # unused; rows from before fewshot.lrs existed ran at the recipe's optim.lr
+    rows = report.read_rows(trials_file, also=("lr",), missing={"lr": config.optim.lr})
+    done = {key: row for key, row in rows.items() if key[0] in resolved and key[1] in datasets
+            and key[2] in fs.sizes and key[3] < fs.trials and key[4] in lrs}
+    total = len(resolved) * len(datasets) * len(fs.sizes) * fs.trials * len(lrs)
     bar = tqdm(total=total, initial=len(done), desc="few-shot fine-tunes", unit="run",
                file=sys.stderr, dynamic_ncols=True)
     trials = list(done.values())
@@ -241,23 +258,24 @@ def _finetune_all(config: Config, root: Path, resolved: dict, datasets: dict, dr
         for dataset in datasets:
             child = tracker.child(init_name, dataset, init)
             for k in fs.sizes:
-                for draw in draws[dataset][str(k)]:
-                    key = (init_name, dataset, k, draw["trial"])
-                    if key in done:
+                for draw, lr in [(d, lr) for d in draws[dataset][str(k)] for lr in lrs]:
+                    if (init_name, dataset, k, draw["trial"], lr) in done:
                         continue
-                    bar.set_postfix_str(f"{init_name} {dataset} k={k} t={draw['trial']}")
+                    bar.set_postfix_str(f"{init_name} {dataset} k={k} t={draw['trial']}"
+                                        + (f" lr={lr:g}" if fs.lrs else ""))
                     ft = finetune_config(config, init,
                                          _subset_dir(root, dataset, k, draw["trial"]), k,
-                                         draw["seed"], root / "finetunes", child, tracker.store)
+                                         draw["seed"], root / "finetunes", child, tracker.store,
+                                         lr if fs.lrs else None)
                     row = {"init": init_name, "dataset": dataset, "k": k, "trial": draw["trial"],
-                           "seed": draw["seed"],
+                           "seed": draw["seed"], "lr": lr,
                            **finetune_once(ft, init, root / "logs" / "finetunes.log")}
                     with open(trials_file, "a") as handle:
                         handle.write(json.dumps(row) + "\n")
                     trials.append(row)
                     bar.update()
-            tracker.finish_child(child, [t for t in trials
-                                         if t["init"] == init_name and t["dataset"] == dataset])
+            tracker.finish_child(child, _chosen(config, [
+                t for t in trials if t["init"] == init_name and t["dataset"] == dataset]))
     bar.close()
     return trials
 
@@ -274,9 +292,13 @@ def _data_notes(datasets: dict) -> dict[str, str]:
 
 
 def write_outputs(config: Config, root: Path, resolved: dict, datasets: dict, draws: dict,
-                  trials: list[dict], notes: dict, tracker: ProtocolTracker,
+                  rows: list[dict], notes: dict, tracker: ProtocolTracker,
                   probes: list[dict]) -> ProtocolResult:
     fs = config.fewshot
+    trials = _chosen(config, rows)
+    lr_search = {"lrs": fs.lrs, "select_on": fs.select_on, "chosen": report.lr_counts(trials),
+                 "rows": sorted(rows, key=lambda t: (t["init"], t["dataset"], t["k"],
+                                                     t["trial"], t["lr"]))} if fs.lrs else None
     summary = report.summarise(trials)
     baseline = fs.controls.baseline
     differences = report.paired(trials, baseline) if baseline in resolved else {}
@@ -308,6 +330,7 @@ def write_outputs(config: Config, root: Path, resolved: dict, datasets: dict, dr
                    "differences": differences},
         "selection": {"rule": fs.selection, "patience": fs.patience, "select_on": fs.select_on,
                       "max_epochs": config.schedule.epochs, "min_steps": fs.min_steps},
+        "lr_search": lr_search,  # every lr's row; "trials" holds each draw's chosen one
         "probe": {"model": "sklearn StandardScaler + LogisticRegression(max_iter=2000)",
                   "pixel_size": fs.pixel_size, "trials": probes, "summary": probe_summary,
                   "paired": probe_differences} if probes else None,
@@ -317,7 +340,7 @@ def write_outputs(config: Config, root: Path, resolved: dict, datasets: dict, dr
     json_file = report.write_json(root / "fewshot.json", result)
     markdown_file = atomic_write(root / "fewshot.md", report.markdown(
         shown, fs.sizes, fs.trials, inits, differences, baseline, _data_notes(datasets),
-        probe_summary, probe_differences, flags))
+        probe_summary, probe_differences, flags, lr_search))
     plots = [report.plot(shown, d, root / f"fewshot-{d}.png", differences=differences,
                          baseline=baseline) for d in summary]
     plots += [report.plot(probe_summary, d, root / f"fewshot-{d}-probe.png",

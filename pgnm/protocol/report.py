@@ -25,17 +25,47 @@ def write_json(path: Path, data: object) -> Path:
     return atomic_write(path, json.dumps(data, indent=1, allow_nan=True))
 
 
-def read_rows(path: Path, also: tuple[str, ...] = ()) -> dict[tuple, dict]:
+def read_rows(path: Path, also: tuple[str, ...] = (),
+              missing: dict[str, object] | None = None) -> dict[tuple, dict]:
     """Finished rows of ``trials.jsonl`` / ``probes.jsonl`` by (init, dataset, k, trial, *also);
-    a line cut short by a crash is ignored (that row is redone)."""
-    rows = {}
+    a line cut short by a crash is ignored (that row is redone). ``missing`` fills an ``also``
+    field that older rows were written without."""
+    rows, missing = {}, missing or {}
     for line in path.read_text().splitlines() if path.is_file() else []:
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
+        row = {**{f: missing[f] for f in also if f not in row and f in missing}, **row}
         rows[(row["init"], row["dataset"], row["k"], row["trial"], *(row[f] for f in also))] = row
     return rows
+
+
+def choose_lr(rows: list[dict], select_on: str) -> list[dict]:
+    """Per (init, dataset, k, trial), the row (one per lr) whose selected epoch has the best val
+    ``select_on`` (``selected_value``): lowest for the loss, highest otherwise. A non-finite
+    value (a diverged run) is never preferred; ties go to the smaller lr."""
+    sign = 1.0 if select_on == "loss" else -1.0
+
+    def badness(row: dict) -> float:
+        value = row.get("selected_value")
+        return sign * value if value is not None and math.isfinite(value) else math.inf
+
+    best: dict[tuple, dict] = {}
+    for row in sorted(rows, key=lambda r: r["lr"]):
+        key = (row["init"], row["dataset"], row["k"], row["trial"])
+        if key not in best or badness(row) < badness(best[key]):
+            best[key] = row
+    return list(best.values())
+
+
+def lr_counts(chosen: list[dict]) -> dict:
+    """dataset -> init -> lr -> how many draws chose it."""
+    out: dict = {}
+    for row in chosen:
+        by_lr = out.setdefault(row["dataset"], {}).setdefault(row["init"], {})
+        by_lr[str(row["lr"])] = by_lr.get(str(row["lr"]), 0) + 1
+    return out
 
 
 def summarise(trials: list[dict]) -> dict:
@@ -170,18 +200,35 @@ def _tables(summary: dict, sizes: list[int], what: str) -> list[str]:
     return lines
 
 
+def _lr_lines(counts: dict, lrs: list[float], select_on: str) -> list[str]:
+    lines = ["## Learning rate", "", f"Each draw was fine-tuned at every lr of {lrs} and keeps "
+             f"the one whose best epoch has the best val {select_on}; the tables above are "
+             "those. Draws that chose each lr:", "",
+             "| set | init | " + " | ".join(f"lr {lr}" for lr in lrs) + " |",
+             "|---|---|" + "---|" * len(lrs)]
+    for dataset, by_init in counts.items():
+        lines += [f"| {dataset} | {init} | " + " | ".join(str(by_lr.get(str(lr), 0))
+                                                         for lr in lrs) + " |"
+                  for init, by_lr in by_init.items()]
+    return lines + [""]
+
+
 def markdown(summary: dict, sizes: list[int], trials: int, notes: dict[str, str],
              differences: dict | None = None, baseline: str = "",
              data_notes: dict[str, str] | None = None, probe: dict | None = None,
-             probe_differences: dict | None = None, flags: list[dict] | None = None) -> str:
+             probe_differences: dict | None = None, flags: list[dict] | None = None,
+             lr_search: dict | None = None) -> str:
     """One table per dataset and metric: mean [95% t-interval] over the trials, per k; then,
     given ``differences`` (:func:`paired`), one table per dataset of the paired differences;
+    the lrs the draws chose (``lr_search``: lrs, select_on, counts from :func:`lr_counts`);
     the same for the linear probe (``probe``, a :func:`summarise` output) and the sanity
     check's ``flags`` (:func:`sanity`)."""
     lines = [f"Mean over {trials} trials per cell [95% t-interval], full test split.", ""]
     lines += _tables(summary, sizes, "")
     if differences:
         lines += _paired_tables(differences, baseline, sizes)
+    if lr_search:
+        lines += _lr_lines(lr_search["chosen"], lr_search["lrs"], lr_search["select_on"])
     if probe:
         lines += ["## Linear probe", "", "Logistic regression on each initialisation's frozen "
                   "features of the same draws (the pixels row: on raw pixels).", ""]

@@ -214,6 +214,27 @@ def test_each_row_keeps_the_val_loss_that_chose_its_epoch_and_lr_can_be_chosen_o
     assert set(out["fixed"]) == {"0.01", "0.05"} and "heated-paper" in out["chosen_lr"]["tiny"]
 
 
+def test_lrs_pick_one_per_draw_on_val_and_reuse_the_rows_at_the_recipe_lr(protocol):
+    """fewshot.lrs on a finished protocol: only the new lr's fine-tunes run, and each draw
+    keeps the lr whose best epoch had the lowest val loss."""
+    from pgnm.config import with_overrides
+
+    config, result, _ = protocol
+    search = with_overrides(config, {"fewshot.lrs": [0.05, 0.01], "fewshot.sizes": [4],
+                                     "fewshot.trials": 1}, "test")
+    out = run_protocol(search).report
+    rows = out["lr_search"]["rows"]
+    assert out["lr_search"]["lrs"] == [0.01, 0.05] and len(rows) == 4 * 2  # inits x lrs
+    before = {t["init"]: t["run_id"] for t in result["trials"] if (t["k"], t["trial"]) == (4, 0)}
+    assert {r["init"]: r["run_id"] for r in rows if r["lr"] == 0.01} == before  # not re-run
+    assert len(out["trials"]) == 4
+    for t in out["trials"]:
+        by_lr = {r["lr"]: r["selected_value"] for r in rows if r["init"] == t["init"]}
+        assert t["lr"] == min(by_lr, key=by_lr.get)
+        assert out["lr_search"]["chosen"]["tiny"][t["init"]] == {str(t["lr"]): 1}
+    assert "## Learning rate" in (config_root(config) / "fewshot.md").read_text()
+
+
 def test_rerun_skips_what_is_done(protocol):
     config, result, _ = protocol
     again = run_protocol(config).report
