@@ -146,3 +146,11 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
     if not isinstance(payload, dict) or not all(isinstance(v, Tensor) for v in payload.values()):
         raise ConfigError(f"model.init: {path} holds no state dict of tensors")
     return payload
+
+
+def initial_weights(source: str | Path, arch: str) -> dict[str, Tensor]:
+    """The weights a resolved ``model.init`` names: timm's for ``timm:<name>[@<file>]``, else
+    the file's (:func:`read_weights`). The one reader of an initialisation, for fine-tunes and
+    linear probes alike."""
+    spec = str(source)
+    return timm_pretrained(spec, arch) if spec.startswith(TIMM_PREFIX) else read_weights(spec)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from pgnm.config import Config, with_overrides
 from pgnm.data import build_loader
-from pgnm.models import TIMM_PREFIX, create_classifier, load_backbone, read_weights, timm_pretrained
+from pgnm.models import create_classifier, initial_weights, load_backbone
 from pgnm.protocol.report import read_rows
 from pgnm.seeds import seed_weights
 from pgnm.train.metrics import classification_metrics
@@ -70,9 +70,7 @@ def frozen_featuriser(config: Config, model_source: str | None, num_classes: int
     model_config = config.model.model_copy(update={"num_classes": num_classes})
     classifier = create_classifier(model_config)
     if model_source is not None:
-        weights = (timm_pretrained(model_source, config.model.arch)
-                   if model_source.startswith(TIMM_PREFIX) else read_weights(model_source))
-        load_backbone(classifier, weights, model_source)
+        load_backbone(classifier, initial_weights(model_source, config.model.arch), model_source)
     classifier.eval()
 
     def featurise(images: torch.Tensor) -> torch.Tensor:

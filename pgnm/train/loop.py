@@ -27,7 +27,7 @@ from pgnm.data import Loader, build_loader, to_device
 from pgnm.data.manifest import ClassInfo, load_classes
 from pgnm.errors import ConfigError, DataError, PgnmError
 from pgnm.method.step import PGNMModel, StepOutput
-from pgnm.models import TIMM_PREFIX, load_backbone, read_weights, timm_pretrained
+from pgnm.models import TIMM_PREFIX, initial_weights, load_backbone
 from pgnm.names import Stage, Tag
 from pgnm.seeds import seed_training_stream, seed_weights
 from pgnm.tracking import resolve_init
@@ -160,13 +160,13 @@ def prepare(config: Config, stage: Stage) -> Run:
     store = gather_objects(store)[0]  # one store for every rank: rank 0's
     source_tags: dict[str, str] = {}
     if config.model.init is not None:  # a file, a models:/ or runs:/ URI or timm's weights
-        if config.model.init.startswith(TIMM_PREFIX):
-            weights = timm_pretrained(config.model.init, config.model.arch)
-            source_tags = {Tag.SOURCE_MODEL_URI: config.model.init}
+        init: str | Path = config.model.init
+        if init.startswith(TIMM_PREFIX):
+            source_tags = {Tag.SOURCE_MODEL_URI: init}
         else:  # every rank fetches it
             downloads = Path(config.run_dir) / config.name / "init"
-            init, source_tags = resolve_init(config.model.init, store, downloads)
-            weights = read_weights(init)
+            init, source_tags = resolve_init(init, store, downloads)
+        weights = initial_weights(init, config.model.arch)
         if load_backbone(model.classifier, weights, config.model.init) and world.is_main:
             print(f"{config.model.init}: other class count, classification head re-initialised")
     device_id = world.dali_device_id
