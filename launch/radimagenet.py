@@ -74,7 +74,10 @@ def plan(src: Path, arch: str, gpus: int, shards: Path) -> list[tuple[str | None
               "baseline": f"baseline-{arch}",
               "baseline-equal-budget": f"finetune-{arch}-baseline",
               "baseline-effective-lr": f"baseline-{arch}-effective-lr"}
+    # one fine-tune per GPU at a time (pgnm.protocol.workers): 2,100 of them, one by one, would
+    # leave all GPUs but one idle
     overrides = [f"model.arch={arch}", f"name=fewshot-radimagenet-{arch}",
+                 f"fewshot.workers={gpus}",
                  *(f"fewshot.inits.{init}.model=runs/{run}/model/model.pt"
                    for init, run in models.items())]
     load_config(FEWSHOT, overrides)  # a typo here should fail now, not after the training

@@ -89,6 +89,9 @@ class FewShotConfig(Section):
     probe: bool = True
     pixel_size: int = Field(32, ge=4)
     keep_runs: bool = False  # keep each fine-tune's directory (model, metrics, curves)
+    # Fine-tunes run this many at a time, each in its own process with an equal share of the
+    # CPU cores, or one GPU each on a GPU machine (pgnm.protocol.workers). 1: in this process.
+    workers: int = Field(1, ge=1)
 
     @field_validator("sizes")
     @classmethod

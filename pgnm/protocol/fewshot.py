@@ -25,7 +25,8 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from pgnm.protocol import report, subsets
 from pgnm.protocol.inits import InitResolver, Resolved, measured_s, with_controls
 from pgnm.protocol.probe import PIXELS, probe_all
 from pgnm.protocol.tracking import ProtocolTracker
+from pgnm.protocol.workers import Job, run_jobs
 from pgnm.train.evaluate import evaluate
 from pgnm.train.loop import fit
 
@@ -250,34 +252,47 @@ def _finetune_all(config: Config, root: Path, resolved: dict, datasets: dict, dr
     rows = report.read_rows(trials_file, also=("lr",), missing={"lr": config.optim.lr})
     done = {key: row for key, row in rows.items() if key[0] in resolved and key[1] in datasets
             and key[2] in fs.sizes and key[3] < fs.trials and key[4] in lrs}
-    total = len(resolved) * len(datasets) * len(fs.sizes) * fs.trials * len(lrs)
-    bar = tqdm(total=total, initial=len(done), desc="few-shot fine-tunes", unit="run",
-               file=sys.stderr, dynamic_ncols=True)
-    trials = list(done.values())
-    for init_name, init in resolved.items():
-        for dataset in datasets:
-            child = tracker.child(init_name, dataset, init)
-            for k in fs.sizes:
-                for draw, lr in [(d, lr) for d in draws[dataset][str(k)] for lr in lrs]:
-                    if (init_name, dataset, k, draw["trial"], lr) in done:
-                        continue
-                    bar.set_postfix_str(f"{init_name} {dataset} k={k} t={draw['trial']}"
-                                        + (f" lr={lr:g}" if fs.lrs else ""))
-                    ft = finetune_config(config, init,
-                                         _subset_dir(root, dataset, k, draw["trial"]), k,
-                                         draw["seed"], root / "finetunes", child, tracker.store,
-                                         lr if fs.lrs else None)
-                    row = {"init": init_name, "dataset": dataset, "k": k, "trial": draw["trial"],
-                           "seed": draw["seed"], "lr": lr,
-                           **finetune_once(ft, init, root / "logs" / "finetunes.log")}
-                    with open(trials_file, "a") as handle:
-                        handle.write(json.dumps(row) + "\n")
-                    trials.append(row)
-                    bar.update()
-            tracker.finish_child(child, _chosen(config, [
-                t for t in trials if t["init"] == init_name and t["dataset"] == dataset]))
+    children = {(i, d): tracker.child(i, d, init) for i, init in resolved.items()
+                for d in datasets}
+    jobs = []
+    for (init_name, dataset), child in children.items():
+        init = replace(resolved[init_name], stages=[])  # what a worker needs of it
+        for k in fs.sizes:
+            for draw, lr in [(d, lr) for d in draws[dataset][str(k)] for lr in lrs]:
+                if (init_name, dataset, k, draw["trial"], lr) in done:
+                    continue
+                ft = finetune_config(config, init, _subset_dir(root, dataset, k, draw["trial"]),
+                                     k, draw["seed"], root / "finetunes", child, tracker.store,
+                                     lr if fs.lrs else None)
+                row = {"init": init_name, "dataset": dataset, "k": k, "trial": draw["trial"],
+                       "seed": draw["seed"], "lr": lr}
+                jobs.append(Job((init_name, dataset), row, (ft, init, row)))
+    trials, left = list(done.values()), Counter(job.group for job in jobs)
+
+    def finish(group: tuple[str, str]) -> None:
+        tracker.finish_child(children[group], _chosen(config, [
+            t for t in trials if (t["init"], t["dataset"]) == group]))
+
+    for group in [g for g in children if not left[g]]:
+        finish(group)
+    bar = tqdm(total=len(done) + len(jobs), initial=len(done), desc="few-shot fine-tunes",
+               unit="run", file=sys.stderr, dynamic_ncols=True)
+    for job, row in run_jobs(jobs, fs.workers, finetune_row, root / "logs"):
+        with open(trials_file, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        trials.append(row)
+        bar.set_postfix_str(" ".join(f"{k}={v}" for k, v in job.row.items() if k != "seed"))
+        bar.update()
+        left[job.group] -= 1
+        if not left[job.group]:
+            finish(job.group)
     bar.close()
     return trials
+
+
+def finetune_row(config: Config, init: Resolved, row: dict, log_file: Path) -> dict:
+    """One row of ``trials.jsonl``: ``row``'s key fields and the fine-tune's results."""
+    return {**row, **finetune_once(config, init, log_file)}
 
 
 def _data_notes(datasets: dict) -> dict[str, str]:

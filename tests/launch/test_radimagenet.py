@@ -53,6 +53,7 @@ def test_the_dry_run_keeps_the_global_batch_and_feeds_every_model_to_the_protoco
     assert f"optim.lr={0.1 * math.log(64 ** 2):.6g}" in efflr
     fewshot = commands[-1]
     assert "launch/fewshot.py" in fewshot and "model.arch=resnet18" in fewshot
+    assert "fewshot.workers=4" in fewshot  # one fine-tune per GPU
     for run in ("finetune-resnet18-paper", "finetune-resnet18-reinforce",
                 "finetune-resnet18-random-mask", "baseline-resnet18",
                 "finetune-resnet18-baseline", "baseline-resnet18-effective-lr"):

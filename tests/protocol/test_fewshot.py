@@ -235,6 +235,39 @@ def test_lrs_pick_one_per_draw_on_val_and_reuse_the_rows_at_the_recipe_lr(protoc
     assert "## Learning rate" in (config_root(config) / "fewshot.md").read_text()
 
 
+def test_fine_tunes_in_two_worker_processes_equal_the_in_process_ones(protocol, monkeypatch):
+    """fewshot.workers=2 at one thread each gives the rows a one-thread run in this process
+    gives, bit for bit, and reports to the same MLflow child runs."""
+    import torch
+
+    from pgnm.config import with_overrides
+
+    config, _, _ = protocol
+    root = config_root(config)
+    arm = with_overrides(config, {"fewshot.lrs": [0.01, 0.02], "fewshot.sizes": [4],
+                                  "fewshot.trials": 1}, "test")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers' threads, as the serial run's
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = run_protocol(arm).report["lr_search"]["rows"]
+    finally:
+        torch.set_num_threads(threads)
+    trials_file = root / "trials.jsonl"
+    kept = [line for line in trials_file.read_text().splitlines()
+            if json.loads(line).get("lr") != 0.02]
+    trials_file.write_text("\n".join(kept) + "\n")  # the lr 0.02 arm runs again, in workers
+    parallel = run_protocol(with_overrides(arm, {"fewshot.workers": 2}, "test")).report
+    fields = ("init", "k", "trial", "seed", "lr", "metrics", "steps", "epochs_trained",
+              "selected_epoch", "selected_value")
+    again = {r["init"]: {f: r[f] for f in fields} for r in parallel["lr_search"]["rows"]
+             if r["lr"] == 0.02}
+    assert again == {r["init"]: {f: r[f] for f in fields} for r in serial if r["lr"] == 0.02}
+    assert len(again) == 4
+    logs = sorted(p.name for p in (root / "logs").glob("finetunes-w*.log"))
+    assert logs == ["finetunes-w0.log", "finetunes-w1.log"]
+
+
 def test_rerun_skips_what_is_done(protocol):
     config, result, _ = protocol
     again = run_protocol(config).report
