@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgnm.atomic import atomic_write
-from pgnm.config import Config, ConfigError, dump_config, load_config, with_overrides
+from pgnm.config import Config, ConfigError, dump_config, flatten, load_config, with_overrides
 from pgnm.config_fewshot import FewShotConfig, InitSpec, StageSpec
 from pgnm.models import TIMM_PREFIX
 from pgnm.names import Metric, Stage, Tag
@@ -47,6 +47,20 @@ class Resolved:
     tags: dict[str, str] = field(default_factory=dict)
     stages: list[FitResult] = field(default_factory=list)  # stage runs trained or reused
     note: str = ""
+
+
+def trained_config_changes(stamp: Path, config: Config) -> str:
+    """The keys whose values differ between the config a stage was trained with (its stamp)
+    and ``config``; empty when none. The stamp is read as a config file is, so a key that
+    pgnm added after the stage was trained counts at its default, which keeps the behaviour
+    from before it existed: an upgrade does not invalidate finished stages."""
+    try:
+        trained = flatten(load_config(stamp))
+    except ConfigError as err:  # a key pgnm no longer has, or a value it no longer accepts
+        return str(err).splitlines()[-1].strip()
+    now = flatten(config)
+    keys = sorted(k for k in trained.keys() | now.keys() if trained.get(k) != now.get(k))
+    return ", ".join(f"{k}: {trained.get(k)!r} then, {now.get(k)!r} now" for k in keys)
 
 
 def stage_config(spec: StageSpec, where: str) -> Config:
@@ -210,9 +224,10 @@ class InitResolver:
         out = self.train_dir / config.name
         stamp = out / STAMP  # written once the stage finished: the config it was trained with
         if stamp.is_file():
-            if stamp.read_text() != dump_config(config):
-                raise ConfigError(f"{where}: {out} was trained with another config; remove it "
-                                  "or rename the initialisation")
+            changed = trained_config_changes(stamp, config)
+            if changed:
+                raise ConfigError(f"{where}: {out} was trained with another config ({changed}); "
+                                  "remove it or rename the initialisation")
             print(f"{config.name}: trained already, reusing {out}")
             return FitResult.read(out)
         result = self.fit(config, Stage(spec.stage))

@@ -66,3 +66,24 @@ def test_bad_keys_and_loops_are_named(tmp_path):
     fs = _fewshot(inits={"a": {"model": "init:b"}, "b": {"model": "init:a"}})
     with pytest.raises(ConfigError, match="loop"):
         InitResolver(dict(fs.inits), None, tmp_path, None)("a")
+
+
+def test_a_finished_stage_survives_keys_added_since_and_a_real_change_is_named(tmp_path):
+    """A stage trained before pgnm grew a key (the stamp lacks it) is reused: the key counts
+    at its default. A value that differs is refused, naming the key, then and now."""
+    import yaml
+
+    from pgnm.config import dump_config, with_overrides
+    from pgnm.protocol.inits import trained_config_changes
+
+    config = load_config(overrides=["optim.lr=0.02"])
+    older = yaml.safe_load(dump_config(config))
+    del older["fewshot"]["lrs"], older["fewshot"]["workers"]  # written before they existed
+    stamp = tmp_path / "protocol-stage.yaml"
+    stamp.write_text(yaml.safe_dump(older))
+    assert trained_config_changes(stamp, config) == ""
+    changed = trained_config_changes(stamp, with_overrides(config, {"optim.lr": 0.05}, "t"))
+    assert changed == "optim.lr: 0.02 then, 0.05 now"
+    older["optim"]["learning_rate"] = 0.1  # a key this pgnm does not know
+    stamp.write_text(yaml.safe_dump(older))
+    assert "optim.learning_rate" in trained_config_changes(stamp, config)
