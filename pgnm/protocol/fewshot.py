@@ -356,8 +356,9 @@ def write_outputs(config: Config, root: Path, resolved: dict, datasets: dict, dr
     markdown_file = atomic_write(root / "fewshot.md", report.markdown(
         shown, fs.sizes, fs.trials, inits, differences, baseline, _data_notes(datasets),
         probe_summary, probe_differences, flags, lr_search))
+    what = "few-shot fine-tuning" + (", lr chosen per draw" if fs.lrs else "")
     plots = [report.plot(shown, d, root / f"fewshot-{d}.png", differences=differences,
-                         baseline=baseline) for d in summary]
+                         baseline=baseline, what=what) for d in summary]
     plots += [report.plot(probe_summary, d, root / f"fewshot-{d}-probe.png",
                           differences=probe_differences, baseline=baseline,
                           what="linear probe") for d in probe_summary]

@@ -44,12 +44,22 @@ def differences(report: dict, evaluation: str) -> dict:
     return section.get(inner) or {}
 
 
+def _lr_rule(report: dict) -> str:
+    """How the rung's fine-tunes got their learning rate: rungs compare fairly only when it is
+    the same rule."""
+    search = report.get("lr_search")
+    if search:
+        return f"lr chosen per draw from {search['lrs']} on val {search['select_on']}"
+    lr = (report.get("recipe") or {}).get("optim.lr")
+    return f"one lr ({lr})" if lr is not None else "one lr"
+
+
 def markdown(reports: dict[str, dict], metric: str = "f1_macro") -> str:
     """One table per evaluation: rows (set, init, rung), columns k, cells mean [95% CI]."""
     lines = ["# The scale ladder: paired differences from the baseline", ""]
     for rung, report in reports.items():
         lines.append(f"- **{rung}**: {report['trials_per_size']} trials per k, "
-                     f"baseline `{report['paired']['baseline']}`")
+                     f"baseline `{report['paired']['baseline']}`, {_lr_rule(report)}")
     for evaluation in EVALUATIONS:
         per_rung = {r: differences(rep, evaluation) for r, rep in reports.items()}
         sizes = sorted({int(k) for d in per_rung.values() for by_init in d.values()

@@ -24,7 +24,8 @@ def _report(shift: float, trials: int, seed: int) -> dict:
                 value = base + offset + (rng.normal(0, 0.01) if init != "baseline" else 0.0)
                 rows.append({"init": init, "dataset": "organamnist", "k": k, "trial": trial,
                              "metrics": {m: value for m in METRICS}})
-    return {"trials_per_size": trials,
+    return {"trials_per_size": trials, "recipe": {"optim.lr": 0.05},
+            "lr_search": {"lrs": [0.02, 0.05], "select_on": "loss"} if trials == 5 else None,
             "paired": {"baseline": "baseline", "differences": paired(rows, "baseline")},
             "probe": {"paired": paired(rows, "baseline")}}
 
@@ -46,6 +47,9 @@ def test_the_table_and_plots_show_each_rungs_differences(tmp_path):
     expected = reports["small"]["paired"]["differences"]["organamnist"]["heated-paper"]
     assert f"{expected['8']['f1_macro']['mean']:+.3f}" in small and "+0.2" in small
     assert "**small**: 5 trials" in table
+    # the rule that gave each rung's fine-tunes their lr: rungs compare only under one rule
+    assert "lr chosen per draw from [0.02, 0.05] on val loss" in table
+    assert "**toy**: 3 trials per k, baseline `baseline`, one lr (0.05)" in table
     for png in written[1:]:
         assert Image.open(png).size[0] > 800
 
