@@ -12,7 +12,8 @@ idle. With ``fewshot.workers = N`` they run in N spawned processes:
 
 A fine-tune's result depends only on its recipe, seed and thread count, not on which worker
 ran it or when: with the same thread count a worker's row equals the in-process one bit for
-bit. Each worker writes its fine-tunes' output to ``logs/finetunes-w<i>.log``.
+bit. Each worker writes all its output, its fine-tunes' and that of the programs it starts,
+to ``logs/finetunes-w<i>.log``.
 """
 
 from __future__ import annotations
@@ -47,9 +48,16 @@ def worker_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def _start_worker(slots: Any, threads: int, gpus: list[str]) -> None:  # noqa: ANN401 - a Queue
+def _start_worker(slots: Any, threads: int, gpus: list[str],  # noqa: ANN401 - a Queue
+                  log_dir: Path) -> None:
     global _slot
     _slot = slots.get()
+    # Everything the worker prints goes to its log, the output of the compilers and linkers
+    # DeepSpeed runs at its first start included: the caller's terminal keeps its progress bar.
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = open(log_dir / f"finetunes-w{_slot}.log", "a")  # noqa: SIM115 - open for the process
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
     # Each fine-tune is a world of one. The parent's rank variables (set by its own first
     # fit, or by a launcher) would make the worker look for peers that do not exist.
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "LOCAL_SIZE",
@@ -92,7 +100,8 @@ def run_jobs(jobs: list[Job], workers: int, run_one: Callable[..., dict],
     for slot in range(workers):
         slots.put(slot)
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                               initargs=(slots, worker_threads(workers), _visible_gpus()))
+                               initargs=(slots, worker_threads(workers), _visible_gpus(),
+                                         log_dir))
     futures = {pool.submit(_in_worker, run_one, job.args, log_dir): job for job in jobs}
     try:
         for future in as_completed(futures):

@@ -4,6 +4,7 @@ failure in one reaches the caller as a clear error, not a hang."""
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -17,6 +18,8 @@ def where_am_i(value: int, log_file) -> dict:  # noqa: ANN001 - a Path
         raise ConfigError("fewshot.datasets.x: job 13 is bad")
     if value == 99:
         os._exit(1)  # a worker killed mid fine-tune (out of memory, say)
+    if value == 4:  # a program the worker starts (DeepSpeed runs compilers) writes to fd 2
+        subprocess.run(["sh", "-c", "echo from-a-linker >&2"], check=True)
     return {"value": value, "log": log_file.name, "threads": os.environ.get("OMP_NUM_THREADS"),
             "rank": os.environ.get("RANK")}
 
@@ -25,7 +28,7 @@ def jobs(values: list[int]) -> list[Job]:
     return [Job(("init", "set"), {"value": v}, (v,)) for v in values]
 
 
-def test_two_workers_each_take_a_slot_and_half_the_cores(tmp_path, monkeypatch):
+def test_two_workers_each_take_a_slot_and_half_the_cores(tmp_path, monkeypatch, capfd):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setenv("RANK", "0")  # what the parent's own first fit leaves behind
     done = dict((job.row["value"], row) for job, row in
@@ -35,6 +38,8 @@ def test_two_workers_each_take_a_slot_and_half_the_cores(tmp_path, monkeypatch):
     share = str(max(1, (os.cpu_count() or 1) // 2))
     assert {row["threads"] for row in done.values()} == {share}
     assert {row["rank"] for row in done.values()} == {None}  # each a world of one
+    logs = "".join(p.read_text() for p in tmp_path.glob("finetunes-w*.log"))
+    assert "from-a-linker" in logs and "from-a-linker" not in capfd.readouterr().err
     one = [row for _, row in run_jobs(jobs([5]), 1, where_am_i, tmp_path)]
     assert one[0]["log"] == "finetunes.log"  # one worker: in this process
 
