@@ -214,6 +214,23 @@ def test_each_row_keeps_the_val_loss_that_chose_its_epoch_and_lr_can_be_chosen_o
     assert set(out["fixed"]) == {"0.01", "0.05"} and "heated-paper" in out["chosen_lr"]["tiny"]
 
 
+def test_the_workers_benchmark_times_the_protocols_own_fine_tunes_per_worker_count(
+        protocol, tmp_path):
+    from benchmarks.fewshot_workers import main as fewshot_workers
+
+    config, _, _ = protocol
+    root = config_root(config)
+    out = fewshot_workers(["--protocol", str(root), "--inits", "baseline", "--sizes", "2",
+                           "--workers", "1", "2", "--rounds", "1", "--json",
+                           str(tmp_path / "workers.json")])
+    assert out["fine_tunes_per_run"] == 2  # one init x one k x two draws
+    assert set(out["seconds"]) == {"1", "2"} and out["speedup_over_first"]["1"] == 1.0
+    assert all(s["min"] > 0 for s in out["seconds"].values())
+    assert out["threads_per_worker"]["2"] >= 1
+    assert json.loads((tmp_path / "workers.json").read_text()) == out
+    assert not (root / "workers-bench" / "r0-w2").exists()  # its fine-tunes are thrown away
+
+
 def test_lrs_pick_one_per_draw_on_val_and_reuse_the_rows_at_the_recipe_lr(protocol):
     """fewshot.lrs on a finished protocol: only the new lr's fine-tunes run, and each draw
     keeps the lr whose best epoch had the lowest val loss."""
