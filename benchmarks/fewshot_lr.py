@@ -24,7 +24,7 @@ from typing import Any
 
 from pgnm.atomic import atomic_write
 from pgnm.config import load_config, with_overrides
-from pgnm.protocol.fewshot import finetune_config, finetune_once
+from pgnm.protocol.fewshot import finetune_config, finetune_once, subset_dir
 from pgnm.protocol.inits import Resolved
 from pgnm.protocol.report import choose_lr, paired, read_rows
 
@@ -57,7 +57,7 @@ def run(protocol: Path, inits: list[str], sizes: list[int], lrs: list[float],
                         if key in done:
                             continue
                         config = with_overrides(base, {"optim.lr": lr}, "--lrs")
-                        subset = protocol / "subsets" / dataset / f"k{k:04d}-t{draw['trial']:02d}"
+                        subset = subset_dir(protocol, dataset, k, draw["trial"])
                         ft = finetune_config(config, init, subset, k, draw["seed"],
                                              protocol / "lr-finetunes", None,
                                              report["mlflow"]["tracking_uri"])

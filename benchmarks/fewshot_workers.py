@@ -26,7 +26,7 @@ import torch
 
 from benchmarks.fewshot_lr import recipe
 from pgnm.atomic import atomic_write
-from pgnm.protocol.fewshot import finetune_config, finetune_row
+from pgnm.protocol.fewshot import finetune_config, finetune_row, subset_dir
 from pgnm.protocol.inits import Resolved
 from pgnm.protocol.workers import Job, run_jobs, worker_threads
 
@@ -47,7 +47,7 @@ def jobs(protocol: Path, report: dict, inits: list[str], sizes: list[int], trial
                     raise SystemExit(f"fewshot_workers: {protocol}/fewshot.json has no k={k} "
                                      f"for {dataset} (it has {sorted(by_k, key=int)})")
                 for draw in by_k[str(k)][:trials]:
-                    subset = protocol / "subsets" / dataset / f"k{k:04d}-t{draw['trial']:02d}"
+                    subset = subset_dir(protocol, dataset, k, draw["trial"])
                     ft = finetune_config(base, init, subset, k, draw["seed"], run_dir, None,
                                          report["mlflow"]["tracking_uri"])
                     row = {"init": name, "dataset": dataset, "k": k, "trial": draw["trial"],
@@ -57,8 +57,9 @@ def jobs(protocol: Path, report: dict, inits: list[str], sizes: list[int], trial
 
 
 def timed(protocol: Path, report: dict, args: argparse.Namespace, workers: int,
-          tag: str) -> float:
-    """Seconds to run every job with ``workers`` workers; their outputs are thrown away."""
+          tag: str) -> tuple[float, int]:
+    """Seconds to run every job with ``workers`` workers, and how many jobs; their outputs
+    are thrown away."""
     scratch = protocol / "workers-bench" / tag
     todo = jobs(protocol, report, args.inits, args.sizes, args.trials, scratch / "finetunes")
     start = time.perf_counter()
@@ -66,7 +67,7 @@ def timed(protocol: Path, report: dict, args: argparse.Namespace, workers: int,
         pass
     seconds = time.perf_counter() - start
     shutil.rmtree(scratch, ignore_errors=True)
-    return seconds
+    return seconds, len(todo)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -81,13 +82,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args(argv)
     report = json.loads((args.protocol / "fewshot.json").read_text())
-    count = len(jobs(args.protocol, report, args.inits, args.sizes, args.trials, Path(".")))
     seconds: dict[int, list[float]] = {n: [] for n in args.workers}
     for round_ in range(args.rounds):
         order = args.workers if round_ % 2 == 0 else list(reversed(args.workers))
         for workers in order:
-            seconds[workers].append(timed(args.protocol, report, args, workers,
-                                          f"r{round_}-w{workers}"))
+            took, count = timed(args.protocol, report, args, workers, f"r{round_}-w{workers}")
+            seconds[workers].append(took)
             print(f"round {round_}: {workers} worker(s): {seconds[workers][-1]:.1f} s for "
                   f"{count} fine-tunes", flush=True)
     shutil.rmtree(args.protocol / "workers-bench", ignore_errors=True)

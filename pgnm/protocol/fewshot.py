@@ -117,16 +117,17 @@ def draw_subsets(config: Config, root: Path) -> tuple[dict, dict]:
                      "sources": [sources[key] for key in keys], "class_counts": counts})
         wanted = {key for per_k in draws[name].values() for d in per_k for key in d["keys"]}
         pending = [(k, d) for k, per_k in draws[name].items() for d in per_k
-                   if not (_subset_dir(root, name, int(k), d["trial"]) / "dataset.json").is_file()]
+                   if not (subset_dir(root, name, int(k), d["trial"]) / "dataset.json").is_file()]
         samples = subsets.read_samples(shards, wanted) if pending else {}
         for k, d in tqdm(pending, desc=f"{name}: few-shot subsets", unit="subset",
                          disable=not pending):
-            subsets.write_subset(shards, _subset_dir(root, name, int(k), d["trial"]),
+            subsets.write_subset(shards, subset_dir(root, name, int(k), d["trial"]),
                                  samples, d["keys"])
     return info, draws
 
 
-def _subset_dir(root: Path, dataset: str, k: int, trial: int) -> Path:
+def subset_dir(root: Path, dataset: str, k: int, trial: int) -> Path:
+    """Where the protocol at ``root`` keeps draw ``trial`` of ``k`` samples from ``dataset``."""
     return root / "subsets" / dataset / f"k{k:04d}-t{trial:02d}"
 
 
@@ -229,7 +230,7 @@ def run_protocol(config: Config) -> ProtocolResult:
     try:
         rows = _finetune_all(config, root, resolved, datasets, draws, tracker)
         probes = probe_all(config, root, {n: r.model for n, r in resolved.items()}, datasets,
-                           draws, lambda d, k, t: _subset_dir(root, d, k, t)
+                           draws, lambda d, k, t: subset_dir(root, d, k, t)
                            ) if config.fewshot.probe else []
     except BaseException:
         tracker.fail()
@@ -261,7 +262,7 @@ def _finetune_all(config: Config, root: Path, resolved: dict, datasets: dict, dr
             for draw, lr in [(d, lr) for d in draws[dataset][str(k)] for lr in lrs]:
                 if (init_name, dataset, k, draw["trial"], lr) in done:
                     continue
-                ft = finetune_config(config, init, _subset_dir(root, dataset, k, draw["trial"]),
+                ft = finetune_config(config, init, subset_dir(root, dataset, k, draw["trial"]),
                                      k, draw["seed"], root / "finetunes", child, tracker.store,
                                      lr if fs.lrs else None)
                 row = {"init": init_name, "dataset": dataset, "k": k, "trial": draw["trial"],
